@@ -1,0 +1,50 @@
+"""First-order optimizers written from the lectures' formulas."""
+
+from optlab.optimizers._adagrad import AdagradState, adagrad, scale_by_adagrad
+from optlab.optimizers._adam import AdamState, adam, scale_by_adam
+from optlab.optimizers._adamw import DecoupledStepState, adamw, decoupled_step
+from optlab.optimizers._base import ScaleByLearningRateState, scale_by_learning_rate
+from optlab.optimizers._momentum import (
+    EmaMomentumState,
+    HeavyBallState,
+    VelocityState,
+    momentum,
+    scale_by_ema_momentum,
+    scale_by_heavy_ball,
+    scale_by_velocity,
+)
+from optlab.optimizers._nadam import NadamState, nadam, scale_by_nadam
+from optlab.optimizers._nesterov import NesterovState, nesterov, scale_by_nesterov
+from optlab.optimizers._rmsprop import RmspropState, rmsprop, scale_by_rmsprop
+from optlab.optimizers._sgd import sgd
+
+__all__ = [
+    "AdagradState",
+    "AdamState",
+    "DecoupledStepState",
+    "EmaMomentumState",
+    "HeavyBallState",
+    "NadamState",
+    "NesterovState",
+    "RmspropState",
+    "ScaleByLearningRateState",
+    "VelocityState",
+    "adagrad",
+    "adam",
+    "adamw",
+    "decoupled_step",
+    "momentum",
+    "nadam",
+    "nesterov",
+    "rmsprop",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_ema_momentum",
+    "scale_by_heavy_ball",
+    "scale_by_learning_rate",
+    "scale_by_nadam",
+    "scale_by_nesterov",
+    "scale_by_rmsprop",
+    "scale_by_velocity",
+    "sgd",
+]
