@@ -49,7 +49,7 @@ def decoupled_step(
     _validation.check_choice("adamw", "decay_scaling", decay_scaling, DECAY_SCALINGS)
     _validation.check_learning_rate("adamw", learning_rate)
     _validation.check_non_negative("adamw", "weight_decay", weight_decay, "Use e.g. 0.01.")
-    alpha_0 = 1.0
+    alpha_0 = None  # the schedule's first value, for η_t = α_t/α_0
     if decay_scaling == "schedule" and callable(learning_rate):
         alpha_0 = _validation.check_schedule_start("adamw", learning_rate)
         if alpha_0 == 0.0:
@@ -67,7 +67,10 @@ def decoupled_step(
         if params is None:
             raise ValueError("adamw: `update` needs `params` for the weight decay term.")
         alpha_t = learning_rate_at(learning_rate, state.count)
-        decay_coeff = alpha_t if decay_scaling == "lr" else alpha_t / alpha_0
+        if decay_scaling == "lr":
+            decay_coeff = alpha_t
+        else:  # the paper's η_t; a constant (or injected) rate has η_t = 1
+            decay_coeff = alpha_t / alpha_0 if alpha_0 is not None else 1.0
         decay_mask = _resolve_mask(mask, params)
 
         def step(d, p, decays):
