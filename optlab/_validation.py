@@ -12,6 +12,8 @@ import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax.numpy as jnp
+
 
 def is_concrete_number(value: Any) -> bool:
     """True for Python and NumPy real scalars (never for jax arrays or tracers)."""
@@ -56,7 +58,7 @@ def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> N
 def check_schedule_start(owner: str, learning_rate: Callable[[Any], Any]) -> float:
     """Evaluates a schedule at step 0 (it must be a pure function of the step)."""
     try:
-        value = float(learning_rate(0))
+        value = float(learning_rate(jnp.zeros([], jnp.int32)))
     except Exception as err:  # a schedule that cannot be evaluated eagerly
         raise ValueError(
             f"{owner}: `learning_rate` schedule could not be evaluated at step 0 ({err}). "

@@ -6,9 +6,9 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 
-import jax  # noqa: E402  (must come after XLA_FLAGS)
-import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
+import jax
+import pytest
+from hypothesis import settings
 
 # Property tests: few examples, no deadline (the first example pays for compilation).
 settings.register_profile("optlab", max_examples=12, deadline=None, derandomize=True)
@@ -18,3 +18,9 @@ settings.load_profile("optlab")
 @pytest.fixture(scope="session")
 def devices():
     return jax.devices()
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, the optional parity oracle: tests using it skip cleanly when it is absent."""
+    return pytest.importorskip("torch")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from optlab import _validation
@@ -49,10 +50,8 @@ def decoupled_step(
     _validation.check_choice("adamw", "decay_scaling", decay_scaling, DECAY_SCALINGS)
     _validation.check_learning_rate("adamw", learning_rate)
     _validation.check_non_negative("adamw", "weight_decay", weight_decay, "Use e.g. 0.01.")
-    alpha_0 = None  # the schedule's first value, for η_t = α_t/α_0
     if decay_scaling == "schedule" and callable(learning_rate):
-        alpha_0 = _validation.check_schedule_start("adamw", learning_rate)
-        if alpha_0 == 0.0:
+        if _validation.check_schedule_start("adamw", learning_rate) == 0.0:
             raise ValueError(
                 "adamw: decay_scaling='schedule' divides by the schedule's value at step 0, "
                 "which is 0. Start the schedule above 0 or use decay_scaling='lr'."
@@ -70,7 +69,9 @@ def decoupled_step(
         if decay_scaling == "lr":
             decay_coeff = alpha_t
         else:  # the paper's η_t; a constant (or injected) rate has η_t = 1
-            decay_coeff = alpha_t / alpha_0 if alpha_0 is not None else 1.0
+            decay_coeff = 1.0
+            if callable(learning_rate):  # α_0 in-graph, in the dtype the schedule computes in
+                decay_coeff = alpha_t / learning_rate_at(learning_rate, jnp.zeros_like(state.count))
         decay_mask = _resolve_mask(mask, params)
 
         def step(d, p, decays):

@@ -137,11 +137,11 @@ def check_dtypes(spec: OptimizerSpec) -> None:
     dtypes = [jnp.float32, jnp.bfloat16] + ([jnp.complex64] if spec.complex_ok else [])
     for dtype in dtypes:
         tx = spec.make(learning_rate=spec.learning_rate)
-        params = jax.tree.map(lambda x: x.astype(dtype), _params())
+        params = jax.tree.map(lambda x, dtype=dtype: x.astype(dtype), _params())
         state = tx.init(params)
         first_state = state
         for seed in range(2):
-            grads = jax.tree.map(lambda x: x.astype(dtype), _grads(seed))
+            grads = jax.tree.map(lambda x, dtype=dtype: x.astype(dtype), _grads(seed))
             updates, state = jax.jit(tx.update)(grads, state, params)
             for leaf in jax.tree.leaves(updates):
                 assert leaf.dtype == dtype, f"{spec.name}: {dtype.__name__} update is {leaf.dtype}"
