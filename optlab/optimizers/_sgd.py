@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optax
 
+from optlab import _validation
 from optlab.optimizers._base import ScalarOrSchedule, scale_by_learning_rate
 
 
@@ -38,4 +39,5 @@ def sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformationExtraArg
     References:
       Robbins & Monro, "A stochastic approximation method", 1951.
     """
+    _validation.check_learning_rate("sgd", learning_rate)
     return scale_by_learning_rate(learning_rate)
