@@ -67,7 +67,7 @@ def test_unknown_choices():
 
 
 def test_message_says_the_fix():
-    with pytest.raises(ValueError, match="Kingma & Ba suggest b1=0.9"):
+    with pytest.raises(ValueError, match=r"Kingma & Ba suggest b1=0\.9"):
         optlab.adam(0.1, b1=0.99999 + 1)
 
 

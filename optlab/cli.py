@@ -1,0 +1,49 @@
+"""The ``optlab`` command. User errors print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import optlab
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optlab", description="Optimizers written as the lectures write them."
+    )
+    parser.add_argument("--version", action="version", version=f"optlab {optlab.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="print every optimizer's path on lecture 02's quadratic 5x² + 2xy + 3y²"
+    )
+    demo.add_argument("--steps", type=int, default=50, help="updates per optimizer (default 50)")
+    demo.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="one rate for all (default: per optimizer)",
+    )
+    demo.add_argument(
+        "--optimizer", action="append", default=None, help="restrict to this optimizer (repeatable)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            if args.steps < 1:
+                raise ValueError(f"--steps must be >= 1, got {args.steps}")
+            from optlab._demo import run_demo
+
+            run_demo(args.steps, args.learning_rate, args.optimizer)
+    except ValueError as err:
+        print(f"optlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
