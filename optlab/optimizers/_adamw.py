@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,27 +11,22 @@ import optax
 from optlab import _validation
 from optlab.optimizers._adam import scale_by_adam
 from optlab.optimizers._base import (
+    MaskOrFn,
     ScalarOrSchedule,
     init_count,
     learning_rate_at,
     next_count,
+    resolve_mask,
     scalar_like,
 )
 
 DECAY_SCALINGS = ("lr", "schedule")
-MaskOrFn = Any | Callable[[optax.Params], Any] | None
 
 
 class DecoupledStepState(NamedTuple):
     """``count``: updates made, for the schedule."""
 
     count: jax.Array
-
-
-def _resolve_mask(mask: MaskOrFn, params: optax.Params) -> Any:
-    if mask is None:
-        return jax.tree.map(lambda _: True, params)
-    return mask(params) if callable(mask) else mask
 
 
 def decoupled_step(
@@ -72,7 +66,7 @@ def decoupled_step(
             decay_coeff = 1.0
             if callable(learning_rate):  # α_0 in-graph, in the dtype the schedule computes in
                 decay_coeff = alpha_t / learning_rate_at(learning_rate, jnp.zeros_like(state.count))
-        decay_mask = _resolve_mask(mask, params)
+        decay_mask = resolve_mask(mask, params)
 
         def step(d, p, decays):
             u = scalar_like(alpha_t, d) * d

@@ -17,6 +17,15 @@ import optax
 from optlab import _validation
 
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
+# A mask: None (every leaf), a pytree of bools like the params, or a function params -> that.
+MaskOrFn = Any | Callable[[Any], Any] | None
+
+
+def resolve_mask(mask: MaskOrFn, params: Any) -> Any:
+    """The pytree of Python bools that ``mask`` selects for ``params`` (None: all True)."""
+    if mask is None:
+        return jax.tree.map(lambda _: True, params)
+    return mask(params) if callable(mask) else mask
 
 
 def learning_rate_at(learning_rate: ScalarOrSchedule, count: jax.Array) -> jax.Array:
