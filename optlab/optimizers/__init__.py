@@ -4,6 +4,7 @@ from optlab.optimizers._adagrad import AdagradState, adagrad, scale_by_adagrad
 from optlab.optimizers._adam import AdamState, adam, scale_by_adam
 from optlab.optimizers._adamw import DecoupledStepState, adamw, decoupled_step
 from optlab.optimizers._base import ScaleByLearningRateState, scale_by_learning_rate
+from optlab.optimizers._lbfgs import LbfgsState, lbfgs
 from optlab.optimizers._momentum import (
     EmaMomentumState,
     HeavyBallState,
@@ -24,6 +25,7 @@ __all__ = [
     "DecoupledStepState",
     "EmaMomentumState",
     "HeavyBallState",
+    "LbfgsState",
     "NadamState",
     "NesterovState",
     "RmspropState",
@@ -33,6 +35,7 @@ __all__ = [
     "adam",
     "adamw",
     "decoupled_step",
+    "lbfgs",
     "momentum",
     "nadam",
     "nesterov",
