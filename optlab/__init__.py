@@ -1,8 +1,28 @@
-"""optlab: optimizers written exactly as the lectures write them, on JAX and Optax."""
+"""optlab: optimizers written exactly as the lectures write them, on JAX and Optax.
 
+``optlab.<name>`` re-exports the optimizers, the regularizers and clippings, parameter
+groups and ``minimize``; ``optlab.schedules`` holds the learning-rate schedules (also
+re-exported here) and ``optlab.testing`` the conformance harness.
+"""
+
+from optlab import regularizers
 from optlab._minimize import MinimizeResult, minimize
+from optlab._param_groups import group_labels, param_groups, param_paths, path_mask
 from optlab.optimizers import *  # noqa: F403  (the optimizers are the top-level API)
 from optlab.optimizers import __all__ as _optimizer_names
+from optlab.regularizers import *  # noqa: F403
+from optlab.regularizers import __all__ as _regularizer_names
 
 __version__ = "0.1.0"
-__all__ = [*_optimizer_names, "MinimizeResult", "__version__", "minimize"]
+__all__ = [
+    *_optimizer_names,
+    *_regularizer_names,
+    "MinimizeResult",
+    "__version__",
+    "group_labels",
+    "minimize",
+    "param_groups",
+    "param_paths",
+    "path_mask",
+    "regularizers",
+]
