@@ -20,7 +20,7 @@ def is_concrete_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _fail(owner: str, name: str, value: Any, must: str, fix: str) -> None:
+def fail(owner: str, name: str, value: Any, must: str, fix: str) -> None:
     raise ValueError(f"{owner}: `{name}` must be {must}, got {value!r}. {fix}")
 
 
@@ -29,7 +29,7 @@ def check_learning_rate(owner: str, learning_rate: Any) -> None:
     if callable(learning_rate) or not is_concrete_number(learning_rate):
         return
     if not math.isfinite(learning_rate) or learning_rate < 0:
-        _fail(
+        fail(
             owner,
             "learning_rate",
             learning_rate,
@@ -40,19 +40,19 @@ def check_learning_rate(owner: str, learning_rate: Any) -> None:
 
 def check_non_negative(owner: str, name: str, value: Any, fix: str = "") -> None:
     if is_concrete_number(value) and not (math.isfinite(value) and value >= 0):
-        _fail(owner, name, value, "a finite number >= 0", fix or "Use e.g. 1e-8.")
+        fail(owner, name, value, "a finite number >= 0", fix or "Use e.g. 1e-8.")
 
 
 def check_unit_interval(owner: str, name: str, value: Any, fix: str = "") -> None:
     """``value`` in [0, 1): a decay rate or momentum coefficient."""
     if is_concrete_number(value) and not (0.0 <= value < 1.0):
-        _fail(owner, name, value, "in [0, 1)", fix or "Typical values are 0.9 or 0.999.")
+        fail(owner, name, value, "in [0, 1)", fix or "Typical values are 0.9 or 0.999.")
 
 
 def check_choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
-        _fail(owner, name, value, f"one of {choices}", f"Pick one of {', '.join(choices)}.")
+        fail(owner, name, value, f"one of {choices}", f"Pick one of {', '.join(choices)}.")
 
 
 def check_schedule_start(owner: str, learning_rate: Callable[[Any], Any]) -> float:
