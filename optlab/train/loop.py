@@ -1,0 +1,274 @@
+"""The host loop: data in, steps dispatched, metrics pulled at the logging cadence only,
+evaluation, early stopping, checkpoints, resume, NaN stop, SIGTERM (preemption).
+
+``train(config)`` is the whole run; ``optlab train`` calls it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import signal
+import sys
+import time
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+from optlab import config as config_lib
+from optlab.train import artifacts, losses
+from optlab.train.checkpoint import Checkpointer
+from optlab.train.setup import Setup, build_setup
+from optlab.train.step import layer_names
+
+NONFINITE_HINT = (
+    "lecture 03: lower the learning rate, check the inputs for NaN, standardize the data, "
+    "clip gradients (--clip-norm), or use --nonfinite skip to skip such steps"
+)
+
+
+class NonFiniteError(RuntimeError):
+    """Training met a non-finite loss or gradient and the policy is to stop."""
+
+
+def _put_batch(batch: dict, sharding: NamedSharding, accumulate: int) -> dict:
+    out = {}
+    for key, value in batch.items():
+        if accumulate > 1:
+            value = value.reshape(accumulate, -1, *value.shape[1:])
+        out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value))
+    return out
+
+
+def evaluate(setup: Setup, state, split: str) -> dict:
+    """Metrics of ``split`` ("val" or "test") over fixed-size masked batches."""
+    totals: dict[str, Any] = {}
+    scores, labels = [], []
+    for batch in setup.eval_batches(split):
+        device_batch = _put_batch(batch, setup.eval_sharding, 1)
+        counts = jax.device_get(setup.eval_step(state, device_batch))
+        if "positive_score" in counts:
+            keep = batch["mask"] > 0
+            scores.append(np.asarray(counts.pop("positive_score"))[keep])
+            labels.append(np.asarray(batch["y"])[keep])
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + np.asarray(v, np.float64)
+    extra = {}
+    if scores:
+        extra["roc_auc"] = losses.roc_auc(np.concatenate(scores), np.concatenate(labels))
+    return losses.summarize(split, totals, extra)
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+    flag = {"set": False}
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("set", True))
+    except ValueError:  # not the main thread: no preemption handling
+        pass
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _monitor_mode(metric: str) -> str:
+    return "min" if "loss" in metric else "max"
+
+
+class RunResult(NamedTuple):
+    summary: dict
+    state: Any
+
+
+def train(cfg: config_lib.RunConfig, *, progress: bool = True, mesh=None) -> dict:
+    """Runs (or resumes) the training run ``cfg`` and returns its summary (summary.json)."""
+    return run(cfg, progress=progress, mesh=mesh).summary
+
+
+def run(cfg: config_lib.RunConfig, *, progress: bool = True, mesh=None) -> RunResult:
+    """Like ``train``, also returning the final ``TrainState``."""
+    out = pathlib.Path(cfg.out)
+    setup = build_setup(cfg, mesh=mesh)  # validates everything before touching the disk
+    is_writer = jax.process_index() == 0
+    config_path = out / "config.json"
+    if config_path.exists():
+        import json
+
+        old = json.loads(config_path.read_text())
+        diffs = artifacts.identity_differences(old, cfg.to_dict())
+        if diffs:
+            raise config_lib.ConfigError(
+                f"--out: {out} holds a different run ({', '.join(diffs)} differ). "
+                "Choose another --out, or delete the folder to start over."
+            )
+    if is_writer:
+        out.mkdir(parents=True, exist_ok=True)
+        artifacts.write_json_atomic(config_path, cfg.to_dict())
+    log = artifacts.MetricsLog(out / "metrics.jsonl")
+    tc = cfg.train
+    monitor_mode = _monitor_mode(tc.monitor)
+    checkpointer = Checkpointer(
+        str((out / "checkpoints").absolute()),
+        keep_last=tc.keep_checkpoints,
+        best_metric=tc.monitor,
+        best_mode=monitor_mode,
+    )
+
+    state = setup.init_state()
+    progress_state = {"best": None, "bad_evals": 0}
+    restored = checkpointer.restore_latest_good(setup.abstract_state)
+    if restored is not None:
+        state, meta = restored
+        setup.train_iter.restore(meta["data"])
+        progress_state = meta.get("progress", progress_state)
+        if is_writer:
+            log.trim(int(meta["step"]))
+        print(f"optlab: resuming {out} from step {int(meta['step'])}", file=sys.stderr)
+    elif is_writer:
+        log.trim(-1)
+
+    start_step = int(jax.device_get(state.step))
+    total = setup.total_steps
+    names = layer_names(setup.params_template)
+    eval_every = tc.eval_every or setup.steps_per_epoch
+    checkpoint_every = tc.checkpoint_every or setup.steps_per_epoch
+    start_time = time.perf_counter()
+    pending: list[dict] = []
+    interval_start = time.perf_counter()
+    last_train: dict = {}
+    bar = None
+    if progress and is_writer:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True)
+
+    def meta_for(step: int) -> dict:
+        return {"step": step, "data": setup.train_iter.state(), "progress": progress_state}
+
+    def flush(step: int) -> None:
+        nonlocal interval_start, last_train
+        if not pending:
+            return
+        pulled = jax.device_get(pending)
+        pending.clear()
+        elapsed = time.perf_counter() - interval_start
+        interval_start = time.perf_counter()
+        mean = lambda k: float(np.mean([m[k] for m in pulled]))  # noqa: E731
+        record = {
+            "step": step,
+            "epoch": step / setup.steps_per_epoch,
+            "train_loss": mean("loss"),
+            "grad_norm": mean("grad_norm"),
+            "update_ratio": mean("update_ratio"),
+            "learning_rate": float(pulled[-1]["learning_rate"]),
+            "steps_per_second": len(pulled) / max(elapsed, 1e-9),
+            "layer_grad_norms": dict(
+                zip(
+                    names, np.mean([m["layer_grad_norms"] for m in pulled], 0).tolist(), strict=True
+                )
+            ),
+            "skipped_steps": int(sum(not bool(m["finite"]) for m in pulled)),
+        }
+        if "accuracy" in pulled[-1]:
+            record["train_accuracy"] = mean("accuracy")
+        last_train = record
+        if is_writer:
+            log.write(record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)
+        first_bad = np.asarray(jax.device_get(state.first_nonfinite))
+        if first_bad[0] >= 0 and tc.nonfinite == "stop":
+            layer = names[int(first_bad[1])] if int(first_bad[1]) < len(names) else "?"
+            raise NonFiniteError(
+                f"non-finite loss or gradient at step {int(first_bad[0])} in layer {layer}; "
+                f"{NONFINITE_HINT}"
+            )
+
+    stopped_early = preempted = False
+    with _sigterm_flag() as sigterm:
+        step = start_step
+        try:
+            profile_window = (start_step + 3, min(start_step + 8, total)) if tc.profile else None
+            while step < total:
+                if profile_window and step == profile_window[0]:
+                    jax.profiler.start_trace(str(out / "profile"))
+                batch = next(setup.train_iter)
+                state, metrics = setup.train_step(
+                    state, _put_batch(batch, setup.batch_sharding, tc.accumulate)
+                )
+                pending.append(metrics)
+                step += 1
+                if profile_window and step == profile_window[1]:
+                    jax.block_until_ready(state)
+                    jax.profiler.stop_trace()
+                    print(f"optlab: profiler trace in {out / 'profile'}", file=sys.stderr)
+                if bar is not None:
+                    bar.update(1)
+                if step % tc.log_every == 0 or step == total:
+                    flush(step)
+                if step % eval_every == 0 or step == total:
+                    flush(step)
+                    val = evaluate(setup, state, "val")
+                    if is_writer:
+                        log.write({"step": step, "epoch": step / setup.steps_per_epoch, **val})
+                    current = val.get(tc.monitor)
+                    if current is not None:
+                        best = progress_state["best"]
+                        better = best is None or (
+                            current > best if monitor_mode == "max" else current < best
+                        )
+                        progress_state = {
+                            "best": current if better else best,
+                            "bad_evals": 0 if better else progress_state["bad_evals"] + 1,
+                        }
+                    if tc.early_stopping is not None and (
+                        progress_state["bad_evals"] >= tc.early_stopping
+                    ):
+                        stopped_early = True
+                    checkpointer.save(step, state, meta_for(step), val)
+                elif step % checkpoint_every == 0:
+                    checkpointer.save(step, state, meta_for(step))
+                if stopped_early:
+                    break
+                if sigterm["set"]:
+                    flush(step)
+                    if step not in checkpointer.steps():
+                        checkpointer.save(step, state, meta_for(step))
+                    preempted = True
+                    break
+        except NonFiniteError:
+            checkpointer.close()
+            if bar is not None:
+                bar.close()
+            raise
+    checkpointer.close()
+    if bar is not None:
+        bar.close()
+    if preempted:
+        print(f"optlab: SIGTERM: saved step {step} to {out}; run again to resume", file=sys.stderr)
+        return RunResult({"preempted": True, "steps": step}, state)
+
+    test = evaluate(setup, state, "test")
+    val = evaluate(setup, state, "val")
+    summary = {
+        **test,
+        **{k: v for k, v in val.items()},
+        "train_loss": last_train.get("train_loss"),
+        "train_accuracy": last_train.get("train_accuracy"),
+        "steps": step,
+        "epochs": step / setup.steps_per_epoch,
+        "stopped_early": stopped_early,
+        "skipped_steps": int(jax.device_get(state.skipped)),
+        "wall_seconds": time.perf_counter() - start_time,
+        "devices": jax.device_count(),
+        "mesh": {k: int(v) for k, v in setup.mesh.shape.items()},
+    }
+    if is_writer:
+        artifacts.write_json_atomic(out / "summary.json", summary)
+        artifacts.plot_curves(log.records(), out)
+    return RunResult(summary, state)

@@ -1,0 +1,212 @@
+"""From a RunConfig to the pieces of a run: data iterators, model, optimizer, mesh,
+shardings and the compiled steps. Every user mistake surfaces here as a ConfigError,
+before anything is written to disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from optlab import config as config_lib
+from optlab.train.state import TrainState, create_state
+from optlab.train.step import make_eval_step, make_train_step
+
+EVAL_BATCH = 256
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+@dataclasses.dataclass
+class Setup:
+    mesh: Any
+    batch_sharding: NamedSharding  # train batches ((K, B, ...) with accumulation)
+    eval_sharding: NamedSharding  # evaluation batches (B, ...)
+    train_iter: Any
+    eval_batches: Callable[[str], Iterator[dict]]
+    init_state: Callable[[], TrainState]
+    abstract_state: Any
+    train_step: Callable
+    eval_step: Callable
+    total_steps: int
+    steps_per_epoch: int
+    params_template: Any
+    dataset: Any
+    model: Any
+
+
+def default_mesh():
+    """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh."""
+    return jax.make_mesh((1,), ("data",), (AxisType.Auto,), devices=jax.devices()[:1])
+
+
+def _err(msg: str) -> config_lib.ConfigError:
+    return config_lib.ConfigError(msg)
+
+
+def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
+    from optlab.data import BatchIterator, load_dataset
+    from optlab.models import create_model
+
+    dc, mc, tc = cfg.data, cfg.model, cfg.train
+    for name, value in (
+        ("--batch-size", dc.batch_size),
+        ("--accumulate", tc.accumulate),
+        ("--log-every", tc.log_every),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise _err(f"{name} must be a positive integer, got {value!r}")
+    if tc.epochs is not None and (not isinstance(tc.epochs, int) or tc.epochs < 1):
+        raise _err(f"--epochs must be a positive integer, got {tc.epochs!r}")
+    if tc.steps is not None and (not isinstance(tc.steps, int) or tc.steps < 1):
+        raise _err(f"--steps must be a positive integer, got {tc.steps!r}")
+    if tc.nonfinite not in ("stop", "skip"):
+        raise _err(f"--nonfinite must be 'stop' or 'skip', got {tc.nonfinite!r}")
+    if tc.precision not in PRECISIONS:
+        raise _err(f"--precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
+
+    try:
+        dataset = load_dataset(
+            dc.dataset, seed=tc.seed, data_dir=dc.data_dir, val_fraction=dc.val_fraction
+        )
+    except ValueError as err:
+        raise _err(f"--dataset {dc.dataset}: {err}") from err
+    mesh = mesh or default_mesh()
+    data_size = mesh.shape["data"]
+    processes = jax.process_count()
+    global_batch = dc.batch_size * tc.accumulate
+    if dc.mode != "full" and dc.batch_size > len(dataset.x_train):
+        raise _err(
+            f"--batch-size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
+            "examples; use a smaller batch or --mode full"
+        )
+    if dc.mode != "full" and dc.batch_size % data_size:
+        raise _err(f"--batch-size {dc.batch_size} must divide by the {data_size} data shards")
+    try:
+        train_iter = BatchIterator(
+            dataset.x_train,
+            dataset.y_train,
+            batch_size=None if dc.mode == "online" else global_batch,
+            seed=tc.seed,
+            mode=dc.mode,
+            replacement=dc.replacement,
+            process_index=jax.process_index(),
+            process_count=processes,
+            batch_size_schedule=dc.batch_growth,
+        )
+    except ValueError as err:
+        raise _err(f"--batch-size/--mode: {err}") from err
+    steps_per_epoch = max(1, train_iter.steps_per_epoch)
+    total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
+
+    classification = dataset.task == "classification"
+    loss = "cross_entropy" if classification else "mse"
+    num_outputs = (
+        dataset.num_classes if classification else int(np.prod(dataset.y_train.shape[1:]) or 1)
+    )
+    options = dict(mc.options)
+    options.setdefault("activation", mc.activation)
+    options.setdefault("init", mc.init)
+    if tc.precision != "fp32":
+        options["dtype"] = PRECISIONS[tc.precision]
+    try:
+        model = create_model(
+            mc.model, num_classes=num_outputs, input_shape=dataset.input_shape, **options
+        )
+    except (ValueError, TypeError) as err:
+        raise _err(f"--model {mc.model}: {err}") from err
+    tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total)
+    lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+
+    augment_fn = None
+    if dc.augment:
+        from optlab.data.augment import augment
+
+        ops = tuple(dc.augment)
+        try:
+            augment(jax.random.PRNGKey(0), jnp.zeros((1, *dataset.input_shape)), ops)
+        except ValueError as err:
+            raise _err(f"--augment: {err}") from err
+        augment_fn = lambda key, x: augment(key, x, ops)  # noqa: E731
+
+    replicated = NamedSharding(mesh, P())
+    batch_spec = P(None, "data") if tc.accumulate > 1 else P("data")
+    batch_sharding = NamedSharding(mesh, batch_spec)
+    eval_sharding = NamedSharding(mesh, P("data"))
+
+    sample = jnp.zeros((1, *dataset.input_shape), jnp.float32)
+
+    def init_fn():
+        key = jax.random.PRNGKey(tc.seed)
+        variables = model.init({"params": key, "dropout": key}, sample, train=False)
+        variables = dict(variables)
+        params = variables.pop("params")
+        return create_state(params, tx.init(params), tc.seed, variables)
+
+    abstract = jax.eval_shape(init_fn)
+    state_sharding = jax.tree.map(lambda _: replicated, abstract)
+    abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+    )
+    step_fn = make_train_step(
+        model.apply,
+        tx,
+        loss=loss,
+        learning_rate_fn=lr_fn,
+        accumulate=tc.accumulate,
+        skip_nonfinite=True,
+        stop_after_nonfinite=tc.nonfinite == "stop",
+        augment=augment_fn,
+    )
+    train_step = jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(
+        make_eval_step(model.apply, loss=loss, num_classes=max(dataset.num_classes, 1)),
+        in_shardings=(state_sharding, eval_sharding),
+    )
+    eval_batch = max(data_size * processes, min(EVAL_BATCH, len(dataset.x_train)))
+    eval_batch = math.ceil(eval_batch / (data_size * processes)) * data_size * processes
+
+    def eval_batches(split: str) -> Iterator[dict]:
+        x, y = (
+            (dataset.x_val, dataset.y_val) if split == "val" else (dataset.x_test, dataset.y_test)
+        )
+        if len(x) == 0:
+            return iter(())
+        it = BatchIterator(
+            x,
+            y,
+            batch_size=min(eval_batch, math.ceil(len(x) / processes) * processes),
+            seed=0,
+            shuffle=False,
+            process_index=jax.process_index(),
+            process_count=processes,
+        )
+        return (next(it) for _ in range(it.steps_per_epoch))
+
+    return Setup(
+        mesh=mesh,
+        batch_sharding=batch_sharding,
+        eval_sharding=eval_sharding,
+        train_iter=train_iter,
+        eval_batches=eval_batches,
+        init_state=jax.jit(init_fn, out_shardings=state_sharding),
+        abstract_state=abstract_state,
+        train_step=train_step,
+        eval_step=eval_step,
+        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        params_template=abstract.params,
+        dataset=dataset,
+        model=model,
+    )

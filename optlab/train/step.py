@@ -1,0 +1,145 @@
+"""Pure train and eval steps: ``state, metrics = train_step(state, batch)``; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optlab.train import losses
+from optlab.train.state import TrainState, is_finite
+
+
+def layer_names(params: Any) -> list[str]:
+    """Top-level layer names (``Dense_0``...): the granularity of per-layer monitoring."""
+    return [str(getattr(k, "key", k)) for k in params] if isinstance(params, dict) else ["all"]
+
+
+def _per_layer(params: Any) -> list[Any]:
+    return [params[k] for k in params] if isinstance(params, dict) else [params]
+
+
+def make_train_step(
+    apply_fn: Callable,
+    tx: optax.GradientTransformation,
+    *,
+    loss: str,
+    learning_rate_fn: Callable[[jax.Array], jax.Array],
+    accumulate: int = 1,
+    skip_nonfinite: bool = True,
+    stop_after_nonfinite: bool = False,
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """A train step for ``apply_fn(variables, x, train=, rngs=, mutable=)``.
+
+    A batch is ``{"x", "y", "mask"}``; with gradient accumulation its arrays have a leading
+    micro-batch axis (K, B, ...) and the K micro-batches are summed with ``lax.scan`` before
+    one update, which equals one update on the K·B examples. A step whose loss or gradient
+    is not finite leaves params and optimizer state unchanged; the state records the first
+    such step and layer, and ``metrics["finite"]`` says whether the update was applied.
+    With ``stop_after_nonfinite`` every later update is skipped too, so the state stays the
+    one from just before the first bad step until the host loop notices and stops.
+    ``augment(key, x)`` (jit-able) transforms each batch's inputs on device.
+    """
+
+    def micro_sums(params, model_state, batch, key):
+        def loss_sum(p):
+            variables = {"params": p, **model_state}
+            logits, new_model_state = apply_fn(
+                variables,
+                batch["x"],
+                train=True,
+                rngs={"dropout": key},
+                mutable=list(model_state),
+            )
+            per_example = losses.per_example_loss(loss, logits, batch["y"])
+            mask = batch["mask"].astype(jnp.float32)
+            correct = jnp.zeros([])
+            if loss == "cross_entropy":
+                correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
+            return jnp.sum(per_example * mask), (new_model_state, correct, jnp.sum(mask))
+
+        (total, aux), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
+        return total, grads, aux
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(state.rng, state.step)
+        if accumulate > 1:
+
+            def body(carry, micro):
+                total, grads, model_state, correct, count, i = carry
+                t, g, (model_state, c, n) = micro_sums(
+                    state.params, model_state, micro, jax.random.fold_in(key, i)
+                )
+                grads = jax.tree.map(jnp.add, grads, g)
+                return (total + t, grads, model_state, correct + c, count + n, i + 1), None
+
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            init = (jnp.zeros([]), zeros, state.model_state, jnp.zeros([]), jnp.zeros([]), 0)
+            (total, grads, model_state, correct, count, _), _ = jax.lax.scan(body, init, batch)
+        else:
+            total, grads, (model_state, correct, count) = micro_sums(
+                state.params, state.model_state, batch, key
+            )
+        count = jnp.maximum(count, 1.0)
+        loss_value = total / count
+        grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
+
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
+        new_params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss_value) & is_finite(grads) & is_finite(new_params)
+        apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
+        if skip_nonfinite:
+            keep = lambda new, old: jax.tree.map(  # noqa: E731
+                lambda a, b: jnp.where(apply, a, b), new, old
+            )
+            new_params = keep(new_params, state.params)
+            opt_state = keep(opt_state, state.opt_state)
+            model_state = keep(model_state, state.model_state)
+
+        layer_grad_norms = jnp.stack([optax.tree.norm(g) for g in _per_layer(grads)])
+        layer_finite = jnp.stack([is_finite(g) for g in _per_layer(grads)])
+        first_bad_layer = jnp.argmin(layer_finite).astype(jnp.int32)
+        record = (state.first_nonfinite[0] < 0) & ~finite
+        first_nonfinite = jnp.where(
+            record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
+        )
+        param_norm = optax.tree.norm(state.params)
+        metrics = {
+            "loss": loss_value,
+            "grad_norm": optax.tree.norm(grads),
+            "layer_grad_norms": layer_grad_norms,
+            "update_ratio": optax.tree.norm(updates) / jnp.maximum(param_norm, 1e-12),
+            "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
+            "finite": apply,
+        }
+        if loss == "cross_entropy":
+            metrics["accuracy"] = correct / count
+        new_state = TrainState(
+            step=state.step + 1,
+            params=new_params,
+            opt_state=opt_state,
+            rng=state.rng,
+            model_state=model_state,
+            first_nonfinite=first_nonfinite,
+            skipped=state.skipped + (~apply).astype(jnp.int32),
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(apply_fn: Callable, *, loss: str, num_classes: int) -> Callable:
+    """``counts = eval_step(state, batch)``: masked sums for ``losses.summarize``."""
+
+    def eval_step(state: TrainState, batch: dict) -> dict:
+        variables = {"params": state.params, **state.model_state}
+        logits = apply_fn(variables, batch["x"], train=False)
+        if isinstance(logits, tuple):  # an adapter that returns (logits, state)
+            logits = logits[0]
+        return losses.batch_counts(loss, logits, batch, num_classes)
+
+    return eval_step
