@@ -272,3 +272,22 @@ def run(cfg: config_lib.RunConfig, *, progress: bool = True, mesh=None) -> RunRe
         artifacts.write_json_atomic(out / "summary.json", summary)
         artifacts.plot_curves(log.records(), out)
     return RunResult(summary, state)
+
+
+def restore_run(out: str, *, mesh=None) -> tuple[config_lib.RunConfig, Setup, Any]:
+    """(config, setup, state) of the newest good checkpoint in the run folder ``out``."""
+    import json
+
+    path = pathlib.Path(out) / "config.json"
+    if not path.exists():
+        raise config_lib.ConfigError(f"--run: {out} holds no run (no config.json)")
+    cfg = config_lib.RunConfig.from_dict(json.loads(path.read_text()))
+    setup = build_setup(cfg, mesh=mesh)
+    checkpointer = Checkpointer(str((pathlib.Path(out) / "checkpoints").absolute()))
+    try:
+        restored = checkpointer.restore_latest_good(setup.abstract_state)
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise config_lib.ConfigError(f"--run: {out} has no readable checkpoint")
+    return cfg, setup, restored[0]
