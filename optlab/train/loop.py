@@ -85,15 +85,24 @@ class RunResult(NamedTuple):
     state: Any
 
 
-def train(cfg: config_lib.RunConfig, *, progress: bool = True, mesh=None) -> dict:
-    """Runs (or resumes) the training run ``cfg`` and returns its summary (summary.json)."""
-    return run(cfg, progress=progress, mesh=mesh).summary
+def train(
+    cfg: config_lib.RunConfig | None = None, *, progress: bool = True, mesh=None, model=None
+) -> dict:
+    """Runs (or resumes) the training run ``cfg`` and returns its summary (summary.json).
+
+    ``model`` replaces the config's built-in model by your own: a flax linen Module, a
+    flax.nnx Module, or ``optlab.models.from_apply(apply_fn, params)`` for a pure function.
+    """
+    return run(cfg, progress=progress, mesh=mesh, model=model).summary
 
 
-def run(cfg: config_lib.RunConfig, *, progress: bool = True, mesh=None) -> RunResult:
+def run(
+    cfg: config_lib.RunConfig | None = None, *, progress: bool = True, mesh=None, model=None
+) -> RunResult:
     """Like ``train``, also returning the final ``TrainState``."""
+    cfg = cfg or config_lib.RunConfig()
     out = pathlib.Path(cfg.out)
-    setup = build_setup(cfg, mesh=mesh)  # validates everything before touching the disk
+    setup = build_setup(cfg, mesh=mesh, model=model)  # validates all before touching disk
     is_writer = jax.process_index() == 0
     config_path = out / "config.json"
     if config_path.exists():

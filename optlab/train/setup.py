@@ -50,7 +50,27 @@ def _err(msg: str) -> config_lib.ConfigError:
     return config_lib.ConfigError(msg)
 
 
-def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
+def _user_model(model: Any) -> tuple[Callable, Any]:
+    """(apply_fn, variables or None) for a linen Module, an NNX module or an adapters.Model."""
+    from flax import nnx
+
+    from optlab.models.adapters import Model, from_nnx
+
+    if isinstance(model, nnx.Module):
+        model = from_nnx(model)
+    if isinstance(model, Model):
+        return model.apply, dict(model.variables)
+    if hasattr(model, "apply") and hasattr(model, "init"):
+        return model.apply, None
+    raise _err(
+        "model: pass a flax linen Module, a flax.nnx Module, or "
+        "optlab.models.from_apply(apply_fn, params) for a pure function"
+    )
+
+
+def build_setup(cfg: config_lib.RunConfig, *, mesh=None, model: Any = None) -> Setup:
+    """Everything a run needs; ``model`` (optional) replaces the config's built-in model by
+    your own: a linen Module, an NNX Module, or ``optlab.models.from_apply(fn, params)``."""
     from optlab.data import BatchIterator, load_dataset
     from optlab.models import create_model
 
@@ -115,12 +135,17 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
     options.setdefault("init", mc.init)
     if tc.precision != "fp32":
         options["dtype"] = PRECISIONS[tc.precision]
-    try:
-        model = create_model(
-            mc.model, num_classes=num_outputs, input_shape=dataset.input_shape, **options
-        )
-    except (ValueError, TypeError) as err:
-        raise _err(f"--model {mc.model}: {err}") from err
+    given_variables = None
+    if model is None:
+        try:
+            model = create_model(
+                mc.model, num_classes=num_outputs, input_shape=dataset.input_shape, **options
+            )
+        except (ValueError, TypeError) as err:
+            raise _err(f"--model {mc.model}: {err}") from err
+        apply_fn = model.apply
+    else:
+        apply_fn, given_variables = _user_model(model)
     tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total)
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
@@ -144,8 +169,10 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
 
     def init_fn():
         key = jax.random.PRNGKey(tc.seed)
-        variables = model.init({"params": key, "dropout": key}, sample, train=False)
-        variables = dict(variables)
+        if given_variables is not None:
+            variables = dict(given_variables)
+        else:
+            variables = dict(model.init({"params": key, "dropout": key}, sample, train=False))
         params = variables.pop("params")
         return create_state(params, tx.init(params), tc.seed, variables)
 
@@ -155,7 +182,7 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )
     step_fn = make_train_step(
-        model.apply,
+        apply_fn,
         tx,
         loss=loss,
         learning_rate_fn=lr_fn,
@@ -171,7 +198,7 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None) -> Setup:
         donate_argnums=0,
     )
     eval_step = jax.jit(
-        make_eval_step(model.apply, loss=loss, num_classes=max(dataset.num_classes, 1)),
+        make_eval_step(apply_fn, loss=loss, num_classes=max(dataset.num_classes, 1)),
         in_shardings=(state_sharding, eval_sharding),
     )
     eval_batch = max(data_size * processes, min(EVAL_BATCH, len(dataset.x_train)))

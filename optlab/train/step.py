@@ -45,16 +45,20 @@ def make_train_step(
     ``augment(key, x)`` (jit-able) transforms each batch's inputs on device.
     """
 
+    def forward(variables, x, key, model_state):
+        if not model_state:  # nothing mutable (no batch norm): plain output
+            out = apply_fn(variables, x, train=True, rngs={"dropout": key})
+            return (out[0] if isinstance(out, tuple) else out), {}
+        return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
+
     def micro_sums(params, model_state, batch, key):
+        x = batch["x"]
+        if augment is not None:
+            x = augment(jax.random.fold_in(key, 1 << 20), x)
+
         def loss_sum(p):
             variables = {"params": p, **model_state}
-            logits, new_model_state = apply_fn(
-                variables,
-                batch["x"],
-                train=True,
-                rngs={"dropout": key},
-                mutable=list(model_state),
-            )
+            logits, new_model_state = forward(variables, x, key, model_state)
             per_example = losses.per_example_loss(loss, logits, batch["y"])
             mask = batch["mask"].astype(jnp.float32)
             correct = jnp.zeros([])
