@@ -123,7 +123,12 @@ def add_train_parser(commands: Any) -> None:
         choices=["stop", "skip"],
         help="on a NaN/Inf gradient: stop (default) or skip that step",
     )
-    a("--precision", help="fp32 (default) or bf16 (bfloat16 compute, float32 weights)")
+    a(
+        "--precision",
+        help="fp32 (default); bf16: bfloat16 compute with float32 master "
+        "weights (the TPU habit); fp16: float16 compute with dynamic loss scaling (GPUs "
+        "without bfloat16, e.g. Colab's T4)",
+    )
     a("--profile", action="store_true", help="write a jax.profiler trace of a few steps")
     a("--no-progress", action="store_true", help="no progress bar")
 

@@ -27,20 +27,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--optimizer", action="append", default=None, help="restrict to this optimizer (repeatable)"
     )
+    from optlab._cli_tools import add_export_parser, add_summary_parser
     from optlab._cli_train import add_train_parser
 
     add_train_parser(commands)
+    add_export_parser(commands)
+    add_summary_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "train":
-        from optlab._cli_train import run_train
+    if args.command in ("train", "export", "summary"):
+        from optlab import _cli_tools, _cli_train
         from optlab.config import ConfigError
 
+        command = {
+            "train": _cli_train.run_train,
+            "export": _cli_tools.run_export,
+            "summary": _cli_tools.run_summary,
+        }[args.command]
         try:
-            return run_train(args)
+            return command(args)
         except ConfigError as err:  # the user's mistakes: one line, exit 2; bugs: a traceback
             print(f"optlab: error: {err}", file=sys.stderr)
             return 2

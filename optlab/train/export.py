@@ -48,7 +48,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from optlab import config as config_lib
-from optlab.train import artifacts
 
 DTYPES: dict[str, Any] = {
     "float32": jnp.float32,
@@ -102,6 +101,7 @@ def _write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(f.name, 0o644)  # a deliverable: readable by whoever serves it, as open() makes it
     os.replace(f.name, path)
 
 
@@ -191,7 +191,8 @@ def export_run(
     }
     if "test_accuracy" in summary:
         meta["test_accuracy"] = summary["test_accuracy"]
-    artifacts.write_json_atomic(dest / METADATA, meta)
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    _write_bytes_atomic(dest / METADATA, text.encode())
     return path
 
 

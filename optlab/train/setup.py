@@ -20,7 +20,9 @@ from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
 
 EVAL_BATCH = 256
-PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+# Compute dtypes; weights and optimizer state stay float32 ("master weights").
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
+INITIAL_LOSS_SCALE = 2.0**15  # float16's dynamic loss scaling starts here and adapts
 
 
 @dataclasses.dataclass
@@ -174,7 +176,8 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None, model: Any = None) -> S
         else:
             variables = dict(model.init({"params": key, "dropout": key}, sample, train=False))
         params = variables.pop("params")
-        return create_state(params, tx.init(params), tc.seed, variables)
+        scale = INITIAL_LOSS_SCALE if tc.precision == "fp16" else 1.0
+        return create_state(params, tx.init(params), tc.seed, variables, loss_scale=scale)
 
     abstract = jax.eval_shape(init_fn)
     state_sharding = jax.tree.map(lambda _: replicated, abstract)
@@ -190,6 +193,7 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None, model: Any = None) -> S
         skip_nonfinite=True,
         stop_after_nonfinite=tc.nonfinite == "stop",
         augment=augment_fn,
+        dynamic_loss_scale=tc.precision == "fp16",
     )
     train_step = jax.jit(
         step_fn,

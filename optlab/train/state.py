@@ -13,7 +13,8 @@ class TrainState(NamedTuple):
     (raw uint32, per-step keys are ``fold_in(rng, step)``); ``model_state``: non-trainable
     collections such as batch-norm statistics ({} when none); ``first_nonfinite``: the step
     and layer of the first non-finite gradient (−1, −1 while all is finite); ``skipped``:
-    updates skipped because a gradient was non-finite."""
+    updates skipped because a gradient was non-finite; ``loss_scale``, ``good_steps``:
+    dynamic loss scaling for float16 (1.0 and unused otherwise)."""
 
     step: jax.Array
     params: Any
@@ -22,9 +23,13 @@ class TrainState(NamedTuple):
     model_state: Any
     first_nonfinite: jax.Array
     skipped: jax.Array
+    loss_scale: jax.Array
+    good_steps: jax.Array
 
 
-def create_state(params: Any, opt_state: Any, seed: int, model_state: Any = None) -> TrainState:
+def create_state(
+    params: Any, opt_state: Any, seed: int, model_state: Any = None, loss_scale: float = 1.0
+) -> TrainState:
     return TrainState(
         step=jnp.zeros([], jnp.int32),
         params=params,
@@ -33,6 +38,8 @@ def create_state(params: Any, opt_state: Any, seed: int, model_state: Any = None
         model_state={} if model_state is None else model_state,
         first_nonfinite=jnp.full([2], -1, jnp.int32),
         skipped=jnp.zeros([], jnp.int32),
+        loss_scale=jnp.asarray(loss_scale, jnp.float32),
+        good_steps=jnp.zeros([], jnp.int32),
     )
 
 

@@ -32,6 +32,8 @@ def make_train_step(
     skip_nonfinite: bool = True,
     stop_after_nonfinite: bool = False,
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    dynamic_loss_scale: bool = False,
+    scale_growth_interval: int = 2000,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """A train step for ``apply_fn(variables, x, train=, rngs=, mutable=)``.
 
@@ -43,6 +45,11 @@ def make_train_step(
     With ``stop_after_nonfinite`` every later update is skipped too, so the state stays the
     one from just before the first bad step until the host loop notices and stops.
     ``augment(key, x)`` (jit-able) transforms each batch's inputs on device.
+
+    ``dynamic_loss_scale`` (float16 training): the loss is multiplied by ``state.loss_scale``
+    before differentiation and the gradients divided by it; an overflow (non-finite
+    gradients with a finite loss) halves the scale and skips the update without counting as
+    a failure, and ``scale_growth_interval`` good steps in a row double it.
     """
 
     def forward(variables, x, key, model_state):
@@ -51,7 +58,7 @@ def make_train_step(
             return (out[0] if isinstance(out, tuple) else out), {}
         return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
 
-    def micro_sums(params, model_state, batch, key):
+    def micro_sums(params, model_state, batch, key, scale):
         x = batch["x"]
         if augment is not None:
             x = augment(jax.random.fold_in(key, 1 << 20), x)
@@ -64,19 +71,22 @@ def make_train_step(
             correct = jnp.zeros([])
             if loss == "cross_entropy":
                 correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
-            return jnp.sum(per_example * mask), (new_model_state, correct, jnp.sum(mask))
+            total = jnp.sum(per_example * mask)
+            return total * scale, (new_model_state, correct, jnp.sum(mask), total)
 
-        (total, aux), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
-        return total, grads, aux
+        (_, aux), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
+        model_state, correct, count, total = aux
+        return total, grads, (model_state, correct, count)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
+        scale = state.loss_scale if dynamic_loss_scale else jnp.ones([], jnp.float32)
         if accumulate > 1:
 
             def body(carry, micro):
                 total, grads, model_state, correct, count, i = carry
                 t, g, (model_state, c, n) = micro_sums(
-                    state.params, model_state, micro, jax.random.fold_in(key, i)
+                    state.params, model_state, micro, jax.random.fold_in(key, i), scale
                 )
                 grads = jax.tree.map(jnp.add, grads, g)
                 return (total + t, grads, model_state, correct + c, count + n, i + 1), None
@@ -86,16 +96,26 @@ def make_train_step(
             (total, grads, model_state, correct, count, _), _ = jax.lax.scan(body, init, batch)
         else:
             total, grads, (model_state, correct, count) = micro_sums(
-                state.params, state.model_state, batch, key
+                state.params, state.model_state, batch, key, scale
             )
         count = jnp.maximum(count, 1.0)
         loss_value = total / count
-        grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
+        grads = jax.tree.map(lambda g: (g / (count * scale)).astype(g.dtype), grads)
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
         new_params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss_value) & is_finite(grads) & is_finite(new_params)
         apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
+        loss_scale, good_steps = state.loss_scale, state.good_steps
+        failed = ~finite
+        if dynamic_loss_scale:  # an overflow with a finite loss only shrinks the scale
+            overflow = ~finite & jnp.isfinite(loss_value) & (state.loss_scale > 1.0)
+            failed = ~finite & ~overflow
+            grow = finite & (good_steps + 1 >= scale_growth_interval)
+            loss_scale = jnp.where(
+                overflow, loss_scale / 2, jnp.where(grow, loss_scale * 2, loss_scale)
+            )
+            good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
         if skip_nonfinite:
             keep = lambda new, old: jax.tree.map(  # noqa: E731
                 lambda a, b: jnp.where(apply, a, b), new, old
@@ -107,7 +127,7 @@ def make_train_step(
         layer_grad_norms = jnp.stack([optax.tree.norm(g) for g in _per_layer(grads)])
         layer_finite = jnp.stack([is_finite(g) for g in _per_layer(grads)])
         first_bad_layer = jnp.argmin(layer_finite).astype(jnp.int32)
-        record = (state.first_nonfinite[0] < 0) & ~finite
+        record = (state.first_nonfinite[0] < 0) & failed
         first_nonfinite = jnp.where(
             record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
         )
@@ -119,6 +139,7 @@ def make_train_step(
             "update_ratio": optax.tree.norm(updates) / jnp.maximum(param_norm, 1e-12),
             "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
             "finite": apply,
+            "loss_scale": loss_scale,
         }
         if loss == "cross_entropy":
             metrics["accuracy"] = correct / count
@@ -130,6 +151,8 @@ def make_train_step(
             model_state=model_state,
             first_nonfinite=first_nonfinite,
             skipped=state.skipped + (~apply).astype(jnp.int32),
+            loss_scale=loss_scale,
+            good_steps=good_steps,
         )
         return new_state, metrics
 

@@ -1,0 +1,119 @@
+"""``optlab export`` and ``optlab summary``: flags into calls of ``export_run`` and
+``optlab.models.summary``. User mistakes raise ``ConfigError``; ``optlab.cli`` prints them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Any
+
+from optlab import config as config_lib
+
+
+def add_export_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "export",
+        help="export a trained run for inference as a serialized jax.export artifact",
+        description="Write <dest>/model.jaxexport (jax.export, weights baked in) and "
+        "model.json from a run's newest good checkpoint. Lowering for cuda and tpu works on "
+        "a CPU-only machine; running there needs those devices. ONNX/TFLite: out of scope.",
+    )
+    p.add_argument("--run", required=True, help="the run folder (optlab train --out)")
+    p.add_argument("--dest", help="folder to write (default <run>/export)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="weights' and compute number format: float32 (default), float16, bfloat16",
+    )
+    p.add_argument(
+        "--platforms",
+        default="cpu,cuda,tpu",
+        help="comma-separated platforms to lower for (default cpu,cuda,tpu; also rocm)",
+    )
+    p.add_argument(
+        "--batch", type=int, help="a fixed batch size (default: symbolic, any batch size)"
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from optlab.train.export import export_run
+
+    path = export_run(
+        args.run, dest=args.dest, dtype=args.dtype, platforms=args.platforms, batch=args.batch
+    )
+    print(f"optlab: exported {args.run} ({args.dtype}, {args.platforms}) to {path}")
+    print(f"optlab: metadata in {path.parent / 'model.json'}")
+    return 0
+
+
+_MODEL_FLAGS = ("model", "dataset", "data_dir", "activation", "init")
+
+
+def add_summary_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "summary",
+        help="print a model's per-layer parameters and FLOPs (lecture 04's table)",
+        description="Build the model as `optlab train` would with these flags (or as a "
+        "trained run's config.json says) and print its per-layer output shapes, parameters "
+        "and FLOPs.",
+    )
+    a = p.add_argument
+    a("--run", help="summarize this run folder's model (its config.json)")
+    a("--model", help="mlp (default), cnn or transformer")
+    a("--dataset", help="gives the input shape and classes (default digits)")
+    a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
+    a("--activation", help="sigmoid, tanh, relu, leaky_relu, prelu")
+    a("--init", help="constant, normal, xavier, xavier_simple, he")
+    a(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option, e.g. widths=[256,256] (repeatable)",
+    )
+    a("--batch", type=int, default=1, help="batch size the FLOPs are counted for (default 1)")
+    a("--xla", action="store_true", help="also compile once and print XLA's FLOP count")
+
+
+def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
+    """The RunConfig whose model ``optlab summary`` prints."""
+    from optlab._cli_train import _parse_pairs
+
+    if args.run is not None:
+        given = [f"--{f.replace('_', '-')}" for f in _MODEL_FLAGS if getattr(args, f) is not None]
+        if args.model_arg:
+            given.append("--model-arg")
+        if given:
+            raise config_lib.ConfigError(
+                f"--run: cannot be combined with {', '.join(given)}; the run's config.json "
+                "fixes the model (drop --run to try other settings)"
+            )
+        path = pathlib.Path(args.run) / "config.json"
+        if not path.is_file():
+            raise config_lib.ConfigError(f"--run: {args.run} holds no run (no config.json)")
+        return config_lib.RunConfig.from_dict(json.loads(path.read_text()))
+    cfg = config_lib.RunConfig()
+    for flag in _MODEL_FLAGS:
+        value = getattr(args, flag)
+        if value is not None:
+            section = cfg.data if flag in ("dataset", "data_dir") else cfg.model
+            setattr(section, flag, value)
+    cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
+    return cfg
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from optlab.models import summary
+    from optlab.train.setup import build_setup
+
+    if args.batch < 1:
+        raise config_lib.ConfigError(f"--batch must be a positive integer, got {args.batch}")
+    cfg = summary_config(args)
+    setup = build_setup(cfg)  # the model exactly as `optlab train` builds it, flags checked
+    dataset = setup.dataset
+    table = summary(setup.model, dataset.input_shape, batch=args.batch, xla=args.xla)
+    classes = f"{dataset.num_classes} classes" if dataset.num_classes else "regression"
+    print(f"{cfg.model.model} on {cfg.data.dataset} ({classes})")
+    print(table)
+    return 0
