@@ -45,6 +45,7 @@ def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
         json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(f.name, 0o644)  # NamedTemporaryFile makes owner-only files
     os.replace(f.name, path)
 
 
