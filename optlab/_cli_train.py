@@ -23,6 +23,7 @@ FIELDS = {
     "schedule": ("optimizer", "schedule"),
     "weight_decay": ("optimizer", "weight_decay"),
     "clip_norm": ("optimizer", "clip_norm"),
+    "opt_state_dtype": ("optimizer", "state_dtype"),
     "epochs": ("train", "epochs"),
     "steps": ("train", "steps"),
     "seed": ("train", "seed"),
@@ -104,6 +105,7 @@ def add_train_parser(commands: Any) -> None:
     )
     a("--weight-decay", type=float, help="decoupled weight decay λ (AdamW's own for adamw)")
     a("--clip-norm", type=float, help="clip gradients to this global norm")
+    a("--opt-state-dtype", help="store the optimizer state as float32, bfloat16 or float16")
     a("--epochs", type=int, help="passes over the training data (default 20)")
     a("--steps", type=int, help="updates to make (overrides --epochs)")
     a("--seed", type=int, help="the one seed: data order, init, dropout (default 0)")

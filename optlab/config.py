@@ -53,6 +53,7 @@ class OptimizerConfig:
     args: dict[str, Any] = dataclasses.field(default_factory=dict)  # b1, mu, form, ...
     weight_decay: float = 0.0
     clip_norm: float | None = None
+    state_dtype: str | None = None  # e.g. "bfloat16": optimizer state stored smaller
 
 
 @dataclasses.dataclass
@@ -226,4 +227,11 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[Any, Any]:
         if cfg.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay!r}")
         parts.append(optlab.decoupled_weight_decay(cfg.weight_decay, learning_rate=learning_rate))
-    return (parts[0] if len(parts) == 1 else optax.chain(*parts)), learning_rate
+    tx = parts[0] if len(parts) == 1 else optax.chain(*parts)
+    if cfg.state_dtype is not None:
+        if cfg.state_dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(
+                f"--opt-state-dtype: unknown {cfg.state_dtype!r}; use float32, bfloat16 or float16"
+            )
+        tx = optlab.with_state_dtype(tx, cfg.state_dtype)
+    return tx, learning_rate

@@ -18,6 +18,7 @@ from optlab.optimizers._nadam import NadamState, nadam, scale_by_nadam
 from optlab.optimizers._nesterov import NesterovState, nesterov, scale_by_nesterov
 from optlab.optimizers._rmsprop import RmspropState, rmsprop, scale_by_rmsprop
 from optlab.optimizers._sgd import sgd
+from optlab.optimizers._state_dtype import with_state_dtype
 
 __all__ = [
     "AdagradState",
@@ -50,4 +51,5 @@ __all__ = [
     "scale_by_rmsprop",
     "scale_by_velocity",
     "sgd",
+    "with_state_dtype",
 ]

@@ -34,6 +34,7 @@ IDENTITY = {
         "args",
         "weight_decay",
         "clip_norm",
+        "state_dtype",
     ),
     "train": ("seed", "accumulate", "precision"),
 }
