@@ -86,23 +86,46 @@ class RunResult(NamedTuple):
 
 
 def train(
-    cfg: config_lib.RunConfig | None = None, *, progress: bool = True, mesh=None, model=None
+    cfg: config_lib.RunConfig | None = None,
+    *,
+    progress: bool = True,
+    mesh=None,
+    model=None,
+    dataset=None,
+    train_batches=None,
 ) -> dict:
     """Runs (or resumes) the training run ``cfg`` and returns its summary (summary.json).
 
     ``model`` replaces the config's built-in model by your own: a flax linen Module, a
-    flax.nnx Module, or ``optlab.models.from_apply(apply_fn, params)`` for a pure function.
+    flax.nnx Module, or ``optlab.models.from_apply(apply_fn, params)`` for a pure function;
+    ``dataset`` your own ``optlab.data.Dataset``; ``train_batches`` any iterable of training
+    batches (see ``optlab.train.setup.build_setup``).
     """
-    return run(cfg, progress=progress, mesh=mesh, model=model).summary
+    return run(
+        cfg,
+        progress=progress,
+        mesh=mesh,
+        model=model,
+        dataset=dataset,
+        train_batches=train_batches,
+    ).summary
 
 
 def run(
-    cfg: config_lib.RunConfig | None = None, *, progress: bool = True, mesh=None, model=None
+    cfg: config_lib.RunConfig | None = None,
+    *,
+    progress: bool = True,
+    mesh=None,
+    model=None,
+    dataset=None,
+    train_batches=None,
 ) -> RunResult:
     """Like ``train``, also returning the final ``TrainState``."""
     cfg = cfg or config_lib.RunConfig()
     out = pathlib.Path(cfg.out)
-    setup = build_setup(cfg, mesh=mesh, model=model)  # validates all before touching disk
+    setup = build_setup(  # validates everything before touching the disk
+        cfg, mesh=mesh, model=model, dataset=dataset, train_batches=train_batches
+    )
     is_writer = jax.process_index() == 0
     config_path = out / "config.json"
     if config_path.exists():

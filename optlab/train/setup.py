@@ -70,9 +70,26 @@ def _user_model(model: Any) -> tuple[Callable, Any]:
     )
 
 
-def build_setup(cfg: config_lib.RunConfig, *, mesh=None, model: Any = None) -> Setup:
-    """Everything a run needs; ``model`` (optional) replaces the config's built-in model by
-    your own: a linen Module, an NNX Module, or ``optlab.models.from_apply(fn, params)``."""
+def build_setup(
+    cfg: config_lib.RunConfig,
+    *,
+    mesh=None,
+    model: Any = None,
+    dataset: Any = None,
+    train_batches: Any = None,
+) -> Setup:
+    """Everything a run needs. Optional replacements for what the config names:
+
+    * ``model``: your own model — a linen Module, an NNX Module, or
+      ``optlab.models.from_apply(apply_fn, params)``;
+    * ``dataset``: your own ``optlab.data.Dataset`` (its splits are used as the built-in
+      datasets' are);
+    * ``train_batches``: any iterable of training batches (``(x, y)`` pairs or dicts; a
+      grain or PyTorch loader) of one fixed size, ``batch_size × accumulate`` examples (per
+      process: each process passes its own share). If it has ``state()``/``restore()`` (or
+      ``get_state``/``set_state``, ``state_dict``/``load_state_dict``) its position is
+      checkpointed; otherwise a resumed run restarts it. Needs ``--steps``.
+    """
     from optlab.data import BatchIterator, load_dataset
     from optlab.models import create_model
 
@@ -93,38 +110,47 @@ def build_setup(cfg: config_lib.RunConfig, *, mesh=None, model: Any = None) -> S
     if tc.precision not in PRECISIONS:
         raise _err(f"--precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
 
-    try:
-        dataset = load_dataset(
-            dc.dataset, seed=tc.seed, data_dir=dc.data_dir, val_fraction=dc.val_fraction
-        )
-    except ValueError as err:
-        raise _err(f"--dataset {dc.dataset}: {err}") from err
+    if dataset is None:
+        try:
+            dataset = load_dataset(
+                dc.dataset, seed=tc.seed, data_dir=dc.data_dir, val_fraction=dc.val_fraction
+            )
+        except ValueError as err:
+            raise _err(f"--dataset {dc.dataset}: {err}") from err
+    if train_batches is not None and tc.steps is None:
+        raise _err("--steps: training from your own iterator needs a number of steps")
     mesh = mesh or default_mesh()
     data_size = mesh.shape["data"]
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
-    if dc.mode != "full" and dc.batch_size > len(dataset.x_train):
+    if train_batches is None and dc.mode != "full" and dc.batch_size > len(dataset.x_train):
         raise _err(
             f"--batch-size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
             "examples; use a smaller batch or --mode full"
         )
     if dc.mode != "full" and dc.batch_size % data_size:
         raise _err(f"--batch-size {dc.batch_size} must divide by the {data_size} data shards")
-    try:
-        train_iter = BatchIterator(
-            dataset.x_train,
-            dataset.y_train,
-            batch_size=None if dc.mode == "online" else global_batch,
-            seed=tc.seed,
-            mode=dc.mode,
-            replacement=dc.replacement,
-            process_index=jax.process_index(),
-            process_count=processes,
-            batch_size_schedule=dc.batch_growth,
-        )
-    except ValueError as err:
-        raise _err(f"--batch-size/--mode: {err}") from err
-    steps_per_epoch = max(1, train_iter.steps_per_epoch)
+    if train_batches is not None:
+        from optlab.data import wrap_iterator
+
+        train_iter = wrap_iterator(train_batches, batch_size=global_batch // processes)
+        steps_per_epoch = max(1, math.ceil(len(dataset.x_train) / global_batch))
+    else:
+        try:
+            train_iter = BatchIterator(
+                dataset.x_train,
+                dataset.y_train,
+                batch_size=None if dc.mode == "online" else global_batch,
+                seed=tc.seed,
+                mode=dc.mode,
+                replacement=dc.replacement,
+                process_index=jax.process_index(),
+                process_count=processes,
+                batch_size_schedule=dc.batch_growth,
+            )
+        except ValueError as err:
+            raise _err(f"--batch-size/--mode: {err}") from err
+        steps_per_epoch = max(1, train_iter.steps_per_epoch)
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
 
     classification = dataset.task == "classification"
