@@ -34,12 +34,14 @@ class NonFiniteError(RuntimeError):
 
 
 def _put_batch(batch: dict, sharding: NamedSharding, accumulate: int) -> dict:
-    out = {}
-    for key, value in batch.items():
-        if accumulate > 1:
-            value = value.reshape(accumulate, -1, *value.shape[1:])
-        out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value))
-    return out
+    """Global arrays of this process's share (one ``device_put`` when single-process)."""
+    if accumulate > 1:
+        batch = {k: v.reshape(accumulate, -1, *v.shape[1:]) for k, v in batch.items()}
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+    }
 
 
 def evaluate(setup: Setup, state, split: str) -> dict:
@@ -195,17 +197,18 @@ def run(
             "step": step,
             "epoch": step / setup.steps_per_epoch,
             "train_loss": mean("loss"),
-            "grad_norm": mean("grad_norm"),
-            "update_ratio": mean("update_ratio"),
             "learning_rate": float(pulled[-1]["learning_rate"]),
             "steps_per_second": len(pulled) / max(elapsed, 1e-9),
-            "layer_grad_norms": dict(
-                zip(
-                    names, np.mean([m["layer_grad_norms"] for m in pulled], 0).tolist(), strict=True
-                )
-            ),
             "skipped_steps": int(sum(not bool(m["finite"]) for m in pulled)),
         }
+        monitored = [m for m in pulled if "grad_norm" in m]
+        if monitored:  # the norms of the interval's last (monitored) step
+            last = monitored[-1]
+            record["grad_norm"] = float(last["grad_norm"])
+            record["update_ratio"] = float(last["update_ratio"])
+            record["layer_grad_norms"] = dict(
+                zip(names, np.asarray(last["layer_grad_norms"]).tolist(), strict=True)
+            )
         if "accuracy" in pulled[-1]:
             record["train_accuracy"] = mean("accuracy")
         last_train = record
@@ -230,7 +233,10 @@ def run(
                 if profile_window and step == profile_window[0]:
                     jax.profiler.start_trace(str(out / "profile"))
                 batch = next(setup.train_iter)
-                state, metrics = setup.train_step(
+                nxt = step + 1  # the steps that flush metrics run the monitored step
+                logged_next = nxt % tc.log_every == 0 or nxt % eval_every == 0 or nxt == total
+                step_fn = setup.monitored_step if logged_next else setup.train_step
+                state, metrics = step_fn(
                     state, _put_batch(batch, setup.batch_sharding, tc.accumulate)
                 )
                 pending.append(metrics)

@@ -35,6 +35,7 @@ class Setup:
     init_state: Callable[[], TrainState]
     abstract_state: Any
     train_step: Callable
+    monitored_step: Callable  # the same step plus gradient norms and update ratio (logged steps)
     eval_step: Callable
     total_steps: int
     steps_per_epoch: int
@@ -210,23 +211,27 @@ def build_setup(
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )
-    step_fn = make_train_step(
-        apply_fn,
-        tx,
-        loss=loss,
-        learning_rate_fn=lr_fn,
-        accumulate=tc.accumulate,
-        skip_nonfinite=True,
-        stop_after_nonfinite=tc.nonfinite == "stop",
-        augment=augment_fn,
-        dynamic_loss_scale=tc.precision == "fp16",
-    )
-    train_step = jax.jit(
-        step_fn,
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
-    )
+
+    def compiled_step(monitor: bool):
+        step_fn = make_train_step(
+            apply_fn,
+            tx,
+            loss=loss,
+            learning_rate_fn=lr_fn,
+            accumulate=tc.accumulate,
+            skip_nonfinite=True,
+            stop_after_nonfinite=tc.nonfinite == "stop",
+            augment=augment_fn,
+            dynamic_loss_scale=tc.precision == "fp16",
+            monitor=monitor,
+        )
+        return jax.jit(
+            step_fn,
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        )
+
     eval_step = jax.jit(
         make_eval_step(apply_fn, loss=loss, num_classes=max(dataset.num_classes, 1)),
         in_shardings=(state_sharding, eval_sharding),
@@ -259,7 +264,8 @@ def build_setup(
         eval_batches=eval_batches,
         init_state=jax.jit(init_fn, out_shardings=state_sharding),
         abstract_state=abstract_state,
-        train_step=train_step,
+        train_step=compiled_step(monitor=False),
+        monitored_step=compiled_step(monitor=True),
         eval_step=eval_step,
         total_steps=total,
         steps_per_epoch=steps_per_epoch,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from optlab.train import losses
-from optlab.train.state import TrainState, is_finite
+from optlab.train.state import TrainState
 
 
 def layer_names(params: Any) -> list[str]:
@@ -34,6 +34,7 @@ def make_train_step(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     dynamic_loss_scale: bool = False,
     scale_growth_interval: int = 2000,
+    monitor: bool = True,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """A train step for ``apply_fn(variables, x, train=, rngs=, mutable=)``.
 
@@ -45,6 +46,10 @@ def make_train_step(
     With ``stop_after_nonfinite`` every later update is skipped too, so the state stays the
     one from just before the first bad step until the host loop notices and stops.
     ``augment(key, x)`` (jit-able) transforms each batch's inputs on device.
+
+    ``monitor`` adds the gradient norms (global and per layer) and the update-to-parameter
+    ratio to the metrics; they cost extra passes over the parameters, so the host loop
+    compiles a second, monitored step and runs it only on the steps it logs.
 
     ``dynamic_loss_scale`` (float16 training): the loss is multiplied by ``state.loss_scale``
     before differentiation and the gradients divided by it; an overflow (non-finite
@@ -58,12 +63,12 @@ def make_train_step(
             return (out[0] if isinstance(out, tuple) else out), {}
         return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
 
-    def micro_sums(params, model_state, batch, key, scale):
+    def micro_sums(params, model_state, batch, key, scale, count):
         x = batch["x"]
         if augment is not None:
             x = augment(jax.random.fold_in(key, 1 << 20), x)
 
-        def loss_sum(p):
+        def scaled_loss(p):
             variables = {"params": p, **model_state}
             logits, new_model_state = forward(variables, x, key, model_state)
             per_example = losses.per_example_loss(loss, logits, batch["y"])
@@ -71,40 +76,46 @@ def make_train_step(
             correct = jnp.zeros([])
             if loss == "cross_entropy":
                 correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
-            total = jnp.sum(per_example * mask)
-            return total * scale, (new_model_state, correct, jnp.sum(mask), total)
+            mean_part = jnp.sum(per_example * mask) / count  # this batch's share of the mean
+            return mean_part * scale, (new_model_state, correct, mean_part)
 
-        (_, aux), grads = jax.value_and_grad(loss_sum, has_aux=True)(params)
-        model_state, correct, count, total = aux
-        return total, grads, (model_state, correct, count)
+        (_, aux), grads = jax.value_and_grad(scaled_loss, has_aux=True)(params)
+        model_state, correct, mean_part = aux
+        return mean_part, grads, (model_state, correct)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
         scale = state.loss_scale if dynamic_loss_scale else jnp.ones([], jnp.float32)
+        # The mean over real examples: divide inside the differentiated loss (no extra pass).
+        count = jnp.maximum(jnp.sum(batch["mask"].astype(jnp.float32)), 1.0)
         if accumulate > 1:
 
             def body(carry, micro):
-                total, grads, model_state, correct, count, i = carry
-                t, g, (model_state, c, n) = micro_sums(
-                    state.params, model_state, micro, jax.random.fold_in(key, i), scale
+                total, grads, model_state, correct, i = carry
+                t, g, (model_state, c) = micro_sums(
+                    state.params, model_state, micro, jax.random.fold_in(key, i), scale, count
                 )
                 grads = jax.tree.map(jnp.add, grads, g)
-                return (total + t, grads, model_state, correct + c, count + n, i + 1), None
+                return (total + t, grads, model_state, correct + c, i + 1), None
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
-            init = (jnp.zeros([]), zeros, state.model_state, jnp.zeros([]), jnp.zeros([]), 0)
-            (total, grads, model_state, correct, count, _), _ = jax.lax.scan(body, init, batch)
+            init = (jnp.zeros([]), zeros, state.model_state, jnp.zeros([]), 0)
+            (loss_value, grads, model_state, correct, _), _ = jax.lax.scan(body, init, batch)
         else:
-            total, grads, (model_state, correct, count) = micro_sums(
-                state.params, state.model_state, batch, key, scale
+            loss_value, grads, (model_state, correct) = micro_sums(
+                state.params, state.model_state, batch, key, scale, count
             )
-        count = jnp.maximum(count, 1.0)
-        loss_value = total / count
-        grads = jax.tree.map(lambda g: (g / (count * scale)).astype(g.dtype), grads)
+        if dynamic_loss_scale:
+            grads = jax.tree.map(lambda g: (g / scale).astype(g.dtype), grads)
 
-        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
-        new_params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss_value) & is_finite(grads) & is_finite(new_params)
+        # One pass over the gradients gives finiteness, the first bad layer and the norms.
+        def sumsq(tree):
+            return optax.tree.sum(
+                jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
+            )
+
+        layer_sumsq = jnp.stack([sumsq(layer) for layer in _per_layer(grads)])
+        finite = jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq))
         apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
         loss_scale, good_steps = state.loss_scale, state.good_steps
         failed = ~finite
@@ -116,31 +127,38 @@ def make_train_step(
                 overflow, loss_scale / 2, jnp.where(grow, loss_scale * 2, loss_scale)
             )
             good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
-        if skip_nonfinite:
-            keep = lambda new, old: jax.tree.map(  # noqa: E731
-                lambda a, b: jnp.where(apply, a, b), new, old
-            )
-            new_params = keep(new_params, state.params)
-            opt_state = keep(opt_state, state.opt_state)
-            model_state = keep(model_state, state.model_state)
 
-        layer_grad_norms = jnp.stack([optax.tree.norm(g) for g in _per_layer(grads)])
-        layer_finite = jnp.stack([is_finite(g) for g in _per_layer(grads)])
-        first_bad_layer = jnp.argmin(layer_finite).astype(jnp.int32)
+        def do_update(_):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
+            norm = optax.tree.norm(updates) if monitor else jnp.zeros([])
+            return optax.apply_updates(state.params, updates), opt_state, model_state, norm
+
+        def skip(_):
+            return state.params, state.opt_state, state.model_state, jnp.zeros([])
+
+        if skip_nonfinite:  # a skipped step costs nothing: the update is not even computed
+            new_params, opt_state, model_state, update_norm = jax.lax.cond(
+                apply, do_update, skip, None
+            )
+        else:
+            new_params, opt_state, model_state, update_norm = do_update(None)
+
+        first_bad_layer = jnp.argmin(jnp.isfinite(layer_sumsq)).astype(jnp.int32)
         record = (state.first_nonfinite[0] < 0) & failed
         first_nonfinite = jnp.where(
             record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
         )
-        param_norm = optax.tree.norm(state.params)
         metrics = {
             "loss": loss_value,
-            "grad_norm": optax.tree.norm(grads),
-            "layer_grad_norms": layer_grad_norms,
-            "update_ratio": optax.tree.norm(updates) / jnp.maximum(param_norm, 1e-12),
             "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
             "finite": apply,
             "loss_scale": loss_scale,
         }
+        if monitor:
+            param_norm = optax.tree.norm(state.params)
+            metrics["grad_norm"] = jnp.sqrt(jnp.sum(layer_sumsq))
+            metrics["layer_grad_norms"] = jnp.sqrt(layer_sumsq)
+            metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
         if loss == "cross_entropy":
             metrics["accuracy"] = correct / count
         new_state = TrainState(
