@@ -55,6 +55,11 @@ def add_train_parser(commands: Any) -> None:
     )
     a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
     a("--batch-size", type=int, help="examples per step (default 64)")
+    a(
+        "--batch-growth",
+        metavar="STEP:SIZE,...",
+        help="grow the batch in phases (lecture 04), e.g. 0:32,1000:256; each size compiles once",
+    )
     a("--val-fraction", type=float, help="share of the training data held out (default 0.1)")
     a(
         "--mode",
@@ -160,6 +165,20 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
         cfg.out = args.out
     if args.augment:
         cfg.data.augment = list(args.augment)
+    if args.batch_growth:
+        try:
+            cfg.data.batch_growth = [
+                [int(a) for a in phase.split(":")] for phase in args.batch_growth.split(",")
+            ]
+        except ValueError as err:
+            raise config_lib.ConfigError(
+                f"--batch-growth: expected STEP:SIZE,... such as 0:32,1000:256, "
+                f"got {args.batch_growth!r}"
+            ) from err
+        if any(len(p) != 2 for p in cfg.data.batch_growth):
+            raise config_lib.ConfigError(
+                f"--batch-growth: expected STEP:SIZE pairs, got {args.batch_growth!r}"
+            )
     if args.profile:
         cfg.train.profile = True
     cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))

@@ -148,3 +148,45 @@ def test_a_folder_holding_a_different_run_is_refused_untouched(tmp_path, capsys)
                      "--optimizer", "sgd"]) == 2  # fmt: skip
     assert "holds a different run" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_early_stopping_keeps_best_and_last_checkpoints(tmp_path):
+    # A rate so small that validation accuracy cannot improve after the first evaluation.
+    result = loop.run(
+        _cfg(tmp_path, "--epochs", "30", "--early-stopping", "2", "--optimizer", "sgd",
+             "--learning-rate", "1e-9"),
+        progress=False,
+    )  # fmt: skip
+    assert result.summary["stopped_early"]
+    assert result.summary["steps"] < 30 * 41
+    from optlab.train.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    steps = ckpt.steps()
+    ckpt.close()
+    assert result.summary["steps"] in steps and len(steps) <= 3  # last 2 + best
+
+
+def test_config_file_and_own_optimizer_by_import_path(tmp_path):
+    (tmp_path / "run.yaml").write_text(
+        "train:\n  steps: 30\n  seed: 3\noptimizer:\n  optimizer: 'optax:sgd'\n"
+        "  learning_rate: 0.1\n  args: {momentum: 0.9}\nmodel:\n  options: {widths: [16]}\n"
+    )
+    out = tmp_path / "out"
+    assert cli.main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(out),
+                     "--no-progress"]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["optimizer"]["optimizer"] == "optax:sgd" and saved["train"]["seed"] == 3
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
+    (tmp_path / "bad.yaml").write_text("trian: {steps: 3}\n")
+    assert cli.main(["train", "--config", str(tmp_path / "bad.yaml")]) == 2
+
+
+def test_batch_size_grows_in_phases(tmp_path):
+    # Lecture 04: small batches in phase 1, larger in phase 2; each size compiles once.
+    result = loop.run(
+        _cfg(tmp_path, "--steps", "40", "--batch-growth", "0:16,20:64"), progress=False
+    )
+    assert result.summary["steps"] == 40
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
