@@ -137,6 +137,12 @@ def add_train_parser(commands: Any) -> None:
         "without bfloat16, e.g. Colab's T4)",
     )
     a("--profile", action="store_true", help="write a jax.profiler trace of a few steps")
+    a(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to OUT/tensorboard "
+        "(pip install 'optlab[tensorboard]')",
+    )
     a("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -181,6 +187,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
             )
     if args.profile:
         cfg.train.profile = True
+    if args.tensorboard:
+        cfg.train.tensorboard = True
     cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
     cfg.optimizer.schedule_args.update(_parse_pairs("--schedule-arg", args.schedule_arg))
     opt_args = _parse_pairs("--opt-arg", args.opt_arg)

@@ -71,6 +71,7 @@ class TrainConfig:
     nonfinite: str = "stop"  # "stop" or "skip"
     precision: str = "fp32"
     profile: bool = False
+    tensorboard: bool = False  # also write TensorBoard event files (needs tensorboardX)
 
 
 @dataclasses.dataclass

@@ -136,3 +136,27 @@ def plot_curves(records: list[dict], out_dir: pathlib.Path) -> list[pathlib.Path
         plt.close(fig)
         written.append(path)
     return written
+
+
+class TensorBoard:
+    """Mirrors every metrics.jsonl record into TensorBoard event files (tensorboardX)."""
+
+    def __init__(self, log_dir: pathlib.Path):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+
+    def write(self, record: dict) -> None:
+        step = int(record["step"])
+        for key, value in record.items():
+            if key in ("step", "epoch"):
+                continue
+            if isinstance(value, dict):
+                for name, v in value.items():
+                    self.writer.add_scalar(f"{key}/{name}", float(v), step)
+            elif isinstance(value, int | float) and math.isfinite(value):
+                self.writer.add_scalar(key, float(value), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -82,6 +82,20 @@ def _monitor_mode(metric: str) -> str:
     return "min" if "loss" in metric else "max"
 
 
+class _Tee:
+    """metrics.jsonl plus TensorBoard: the same records to both."""
+
+    def __init__(self, log: artifacts.MetricsLog, board: artifacts.TensorBoard):
+        self.log, self.board = log, board
+
+    def write(self, record: dict) -> None:
+        self.log.write(record)
+        self.board.write(record)
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+
 class RunResult(NamedTuple):
     summary: dict
     state: Any
@@ -143,8 +157,10 @@ def run(
     if is_writer:
         out.mkdir(parents=True, exist_ok=True)
         artifacts.write_json_atomic(config_path, cfg.to_dict())
-    log = artifacts.MetricsLog(out / "metrics.jsonl")
     tc = cfg.train
+    log = artifacts.MetricsLog(out / "metrics.jsonl")
+    if tc.tensorboard and is_writer:
+        log = _Tee(log, artifacts.TensorBoard(out / "tensorboard"))
     monitor_mode = _monitor_mode(tc.monitor)
     checkpointer = Checkpointer(
         str((out / "checkpoints").absolute()),
@@ -309,6 +325,8 @@ def run(
     if is_writer:
         artifacts.write_json_atomic(out / "summary.json", summary)
         artifacts.plot_curves(log.records(), out)
+    if isinstance(log, _Tee):
+        log.board.close()
     return RunResult(summary, state)
 
 

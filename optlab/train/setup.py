@@ -108,6 +108,11 @@ def build_setup(
         raise _err(f"--steps must be a positive integer, got {tc.steps!r}")
     if tc.nonfinite not in ("stop", "skip"):
         raise _err(f"--nonfinite must be 'stop' or 'skip', got {tc.nonfinite!r}")
+    if tc.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise _err("--tensorboard needs tensorboardX: pip install 'optlab[tensorboard]'")
     if tc.precision not in PRECISIONS:
         raise _err(f"--precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
 

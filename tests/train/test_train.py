@@ -190,3 +190,33 @@ def test_batch_size_grows_in_phases(tmp_path):
     assert result.summary["steps"] == 40
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records and all(np.isfinite(r.get("train_loss", 0.0)) for r in records)
+
+
+def _event_scalars(log_dir: pathlib.Path) -> dict[str, list[float]]:
+    """Read TensorBoard event files (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[float]] = {}
+    for path in log_dir.rglob("events.out.tfevents.*"):
+        raw = path.read_bytes()
+        i = 0
+        while i < len(raw):
+            (length,) = struct.unpack("<Q", raw[i : i + 8])
+            event = event_pb2.Event.FromString(raw[i + 12 : i + 12 + length])
+            i += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(value.simple_value)
+    return scalars
+
+
+def test_tensorboard_mirrors_the_metrics(tmp_path):
+    pytest.importorskip("tensorboardX")
+    loop.run(_cfg(tmp_path, "--steps", "20", "--log-every", "10", "--tensorboard"),
+             progress=False)  # fmt: skip
+    scalars = _event_scalars(tmp_path / "tensorboard")
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["train_loss"] for r in records if "train_loss" in r]
+    np.testing.assert_allclose(scalars["train_loss"], train_losses, rtol=1e-6)
+    assert "layer_grad_norms/Dense_0" in scalars and "val_accuracy" in scalars
