@@ -219,6 +219,13 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
+        batch = self.next_indices()
+        indices = batch["index"]
+        return {"x": self._x[indices], "y": self._y[indices], "mask": batch["mask"]}
+
+    def next_indices(self) -> dict[str, np.ndarray]:
+        """The next batch as row numbers into ``x``/``y`` (int32) and its mask, advancing
+        exactly as ``next()`` does: for data kept on the device, gathered there."""
         size = self.batch_size
         indices, mask = self._global_batch(self._epoch, self._index, self._step, size)
         lo = self.process_index * (size // self.process_count)
@@ -227,7 +234,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
         self._index += size
         self._step += 1
         self._roll_over()
-        return {"x": self._x[indices], "y": self._y[indices], "mask": mask}
+        return {"index": indices.astype(np.int32), "mask": mask}
 
     def _global_batch(self, epoch: int, index: int, step: int, size: int):
         n = self.num_examples

@@ -248,7 +248,7 @@ def run(
             while step < total:
                 if profile_window and step == profile_window[0]:
                     jax.profiler.start_trace(str(out / "profile"))
-                batch = next(setup.train_iter)
+                batch = setup.next_batch()
                 nxt = step + 1  # the steps that flush metrics run the monitored step
                 logged_next = nxt % tc.log_every == 0 or nxt % eval_every == 0 or nxt == total
                 step_fn = setup.monitored_step if logged_next else setup.train_step

@@ -20,6 +20,9 @@ from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
 
 EVAL_BATCH = 256
+# A training split up to this size is kept on the device and batches are gathered there
+# from row indices: the host then sends a few hundred integers a step instead of the rows.
+DEVICE_DATA_BYTES = 256 * 2**20
 # Compute dtypes; weights and optimizer state stay float32 ("master weights").
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 INITIAL_LOSS_SCALE = 2.0**15  # float16's dynamic loss scaling starts here and adapts
@@ -34,6 +37,7 @@ class Setup:
     eval_batches: Callable[[str], Iterator[dict]]
     init_state: Callable[[], TrainState]
     abstract_state: Any
+    next_batch: Callable[[], dict]  # the host's next training batch (rows, or indices)
     train_step: Callable
     monitored_step: Callable  # the same step plus gradient norms and update ratio (logged steps)
     eval_step: Callable
@@ -217,6 +221,14 @@ def build_setup(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )
 
+    device_data = None
+    if (
+        train_batches is None
+        and processes == 1
+        and dataset.x_train.nbytes + dataset.y_train.nbytes <= DEVICE_DATA_BYTES
+    ):
+        device_data = jax.device_put({"x": dataset.x_train, "y": dataset.y_train}, replicated)
+
     def compiled_step(monitor: bool):
         step_fn = make_train_step(
             apply_fn,
@@ -230,12 +242,25 @@ def build_setup(
             dynamic_loss_scale=tc.precision == "fp16",
             monitor=monitor,
         )
-        return jax.jit(
-            step_fn,
-            in_shardings=(state_sharding, batch_sharding),
+        if device_data is None:
+            return jax.jit(
+                step_fn,
+                in_shardings=(state_sharding, batch_sharding),
+                out_shardings=(state_sharding, replicated),
+                donate_argnums=0,
+            )
+
+        def gather_then_step(state, data, batch):  # rows gathered on device, same values
+            rows = {"x": data["x"][batch["index"]], "y": data["y"][batch["index"]]}
+            return step_fn(state, {**rows, "mask": batch["mask"]})
+
+        jitted = jax.jit(
+            gather_then_step,
+            in_shardings=(state_sharding, replicated, batch_sharding),
             out_shardings=(state_sharding, replicated),
             donate_argnums=0,
         )
+        return lambda state, batch: jitted(state, device_data, batch)
 
     eval_step = jax.jit(
         make_eval_step(apply_fn, loss=loss, num_classes=max(dataset.num_classes, 1)),
@@ -269,6 +294,7 @@ def build_setup(
         eval_batches=eval_batches,
         init_state=jax.jit(init_fn, out_shardings=state_sharding),
         abstract_state=abstract_state,
+        next_batch=train_iter.next_indices if device_data is not None else train_iter.__next__,
         train_step=compiled_step(monitor=False),
         monitored_step=compiled_step(monitor=True),
         eval_step=eval_step,
