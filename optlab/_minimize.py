@@ -14,7 +14,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optlab import optimizers
-from optlab.optimizers._lbfgs import weak_wolfe_linesearch
+from optlab.optimizers._lbfgs import lbfgs_iteration, weak_wolfe_linesearch
 
 FIRST_ORDER = {
     "gd": optimizers.sgd,
@@ -84,7 +84,7 @@ def _make_tx(method: str, learning_rate, memory_size: int, linesearch: bool):
 @functools.cache
 def _compiled_runner(fun: Callable, method: str, options: tuple, custom_tx, max_iter: int):
     """One jitted loop per (objective, method, options): later calls reuse the program."""
-    _, _, linesearch = options
+    learning_rate, memory_size, linesearch = options
     tx = custom_tx if custom_tx is not None else _make_tx(method, *options)
     value_and_grad = jax.value_and_grad(fun)
 
@@ -102,16 +102,23 @@ def _compiled_runner(fun: Callable, method: str, options: tuple, custom_tx, max_
             k, x, state, f, g, evals, values, norms, counts = c
             if method == "newton":
                 x, used = _newton_step(fun, x, f, g, linesearch=linesearch, max_steps=30)
-            elif method == "lbfgs":
+            elif method == "lbfgs":  # f, ∇f at the new point come from the line search
                 before = state.evaluations
-                updates, state = tx.update(g, state, x, value=f, value_fn=fun)
-                x = optax.apply_updates(x, updates)
-                used = state.evaluations - before
+                step, state, f_new, g_new = lbfgs_iteration(
+                    g, state, x, f, fun, memory_size=memory_size, linesearch=linesearch,
+                    learning_rate=1.0 if learning_rate is None else learning_rate,
+                    c1=1e-4, c2=0.9, max_linesearch_steps=30,
+                )  # fmt: skip
+                x = optax.apply_updates(x, step)
+                used = state.evaluations - before - 1  # the +1 below is already counted
             else:
                 updates, state = tx.update(g, state, x, value=f)
                 x = optax.apply_updates(x, updates)
                 used = jnp.zeros([], jnp.int32)
-            f, g = value_and_grad(x)
+            if method == "lbfgs":
+                f, g = f_new, g_new
+            else:
+                f, g = value_and_grad(x)
             evals = evals + used + 1
             values = values.at[k + 1].set(f)
             norms = norms.at[k + 1].set(optax.tree.norm(g))

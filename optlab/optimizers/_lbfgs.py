@@ -126,6 +126,63 @@ def weak_wolfe_linesearch(
     return acc_alpha, acc_f, acc_g, i
 
 
+def lbfgs_iteration(
+    grad,
+    state: LbfgsState,
+    params,
+    value,
+    value_fn: Callable,
+    *,
+    memory_size: int,
+    learning_rate,
+    linesearch: bool,
+    c1: float,
+    c2: float,
+    max_linesearch_steps: int,
+):
+    """One L-BFGS iteration: (step, new state, f and ∇f at the new point).
+
+    The line search already evaluates f and ∇f at the accepted point; returning them lets a
+    full-batch loop (``optlab.minimize``) skip evaluating them again.
+    """
+    direction = two_loop_direction(grad, state, memory_size)
+    dtype = state.rho.dtype
+    if linesearch:
+        if value is None:
+            value = value_fn(params)
+        alpha, new_value, new_grad, evals = weak_wolfe_linesearch(
+            jax.value_and_grad(value_fn),
+            params,
+            jnp.asarray(value, dtype),
+            grad,
+            direction,
+            jnp.asarray(learning_rate, dtype),
+            c1=c1,
+            c2=c2,
+            max_steps=max_linesearch_steps,
+        )
+    else:
+        alpha = jnp.asarray(learning_rate, dtype)
+        point = jax.tree.map(lambda p, d: p + alpha.astype(p.dtype) * d, params, direction)
+        (new_value, new_grad), evals = jax.value_and_grad(value_fn)(point), jnp.ones([], jnp.int32)
+    step = jax.tree.map(lambda d: alpha.astype(d.dtype) * d, direction)
+    y = jax.tree.map(lambda a, b: a - b, new_grad, grad)
+    sy = _vdot(step, y)
+    keep = sy > 1e-10 * jnp.sqrt(_vdot(step, step) * _vdot(y, y))
+    slot = state.stored % memory_size
+    write = lambda mem, new: jnp.where(keep, mem.at[slot].set(new), mem)  # noqa: E731
+    new_state = LbfgsState(
+        count=next_count(state.count),
+        s=jax.tree.map(write, state.s, step),
+        y=jax.tree.map(write, state.y, y),
+        rho=jnp.where(keep, state.rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.rho),
+        stored=state.stored + keep.astype(jnp.int32),
+        evaluations=state.evaluations + evals.astype(jnp.int32),
+        step_size=alpha,
+    )
+    return step, new_state, new_value, new_grad
+
+
 def lbfgs(
     learning_rate: float = 1.0,
     memory_size: int = 10,
@@ -204,42 +261,11 @@ def lbfgs(
                 "lbfgs: `update` needs `params` and the objective: "
                 "tx.update(grads, state, params, value=f(params), value_fn=f)."
             )
-        grad = updates
-        direction = two_loop_direction(grad, state, memory_size)
-        dtype = state.rho.dtype
-        if linesearch:
-            if value is None:
-                value = value_fn(params)
-            alpha, _, new_grad, evals = weak_wolfe_linesearch(
-                jax.value_and_grad(value_fn),
-                params,
-                jnp.asarray(value, dtype),
-                grad,
-                direction,
-                jnp.asarray(learning_rate, dtype),
-                c1=c1,
-                c2=c2,
-                max_steps=max_linesearch_steps,
-            )
-        else:
-            alpha = jnp.asarray(learning_rate, dtype)
-            point = jax.tree.map(lambda p, d: p + alpha.astype(p.dtype) * d, params, direction)
-            new_grad, evals = jax.grad(value_fn)(point), jnp.ones([], jnp.int32)
-        step = jax.tree.map(lambda d: alpha.astype(d.dtype) * d, direction)
-        y = jax.tree.map(lambda a, b: a - b, new_grad, grad)
-        sy = _vdot(step, y)
-        keep = sy > 1e-10 * jnp.sqrt(_vdot(step, step) * _vdot(y, y))
-        slot = state.stored % memory_size
-        write = lambda mem, new: jnp.where(keep, mem.at[slot].set(new), mem)  # noqa: E731
-        new_state = LbfgsState(
-            count=next_count(state.count),
-            s=jax.tree.map(write, state.s, step),
-            y=jax.tree.map(write, state.y, y),
-            rho=jnp.where(keep, state.rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.rho),
-            stored=state.stored + keep.astype(jnp.int32),
-            evaluations=state.evaluations + evals.astype(jnp.int32),
-            step_size=alpha,
-        )
+        step, new_state, _, _ = lbfgs_iteration(
+            updates, state, params, value, value_fn, memory_size=memory_size,
+            learning_rate=learning_rate, linesearch=linesearch, c1=c1, c2=c2,
+            max_linesearch_steps=max_linesearch_steps,
+        )  # fmt: skip
         return step, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
