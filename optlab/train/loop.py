@@ -241,6 +241,7 @@ def run(
             )
 
     stopped_early = preempted = False
+    last_val: tuple[int, dict] | None = None
     with _sigterm_flag() as sigterm:
         step = start_step
         try:
@@ -268,6 +269,7 @@ def run(
                 if step % eval_every == 0 or step == total:
                     flush(step)
                     val = evaluate(setup, state, "val")
+                    last_val = (step, val)
                     if is_writer:
                         log.write({"step": step, "epoch": step / setup.steps_per_epoch, **val})
                     current = val.get(tc.monitor)
@@ -308,7 +310,8 @@ def run(
         return RunResult({"preempted": True, "steps": step}, state)
 
     test = evaluate(setup, state, "test")
-    val = evaluate(setup, state, "val")
+    # The validation of the final step, unless the loop did not just compute it.
+    val = last_val[1] if last_val and last_val[0] == step else evaluate(setup, state, "val")
     summary = {
         **test,
         **{k: v for k, v in val.items()},
