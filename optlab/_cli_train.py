@@ -35,6 +35,8 @@ FIELDS = {
     "monitor": ("train", "monitor"),
     "nonfinite": ("train", "nonfinite"),
     "precision": ("train", "precision"),
+    "mesh": ("train", "mesh"),
+    "strategy": ("train", "strategy"),
 }
 
 
@@ -137,6 +139,12 @@ def add_train_parser(commands: Any) -> None:
         "without bfloat16, e.g. Colab's T4)",
     )
     a("--profile", action="store_true", help="write a jax.profiler trace of a few steps")
+    a("--mesh", help="device mesh, e.g. data=4,model=2 or data=-1 (default: one device)")
+    a(
+        "--strategy",
+        help="dp (default), fsdp, tp, dp+tp, zero1 or krizhevsky: how params "
+        "and optimizer state are laid out on the mesh",
+    )
     a(
         "--tensorboard",
         action="store_true",

@@ -27,25 +27,30 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--optimizer", action="append", default=None, help="restrict to this optimizer (repeatable)"
     )
+    from optlab._cli_parallel import add_devices_parser, add_plan_parser
     from optlab._cli_tools import add_export_parser, add_summary_parser
     from optlab._cli_train import add_train_parser
 
     add_train_parser(commands)
     add_export_parser(commands)
     add_summary_parser(commands)
+    add_devices_parser(commands)
+    add_plan_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("train", "export", "summary"):
-        from optlab import _cli_tools, _cli_train
+    if args.command in ("train", "export", "summary", "devices", "plan"):
+        from optlab import _cli_parallel, _cli_tools, _cli_train
         from optlab.config import ConfigError
 
         command = {
             "train": _cli_train.run_train,
             "export": _cli_tools.run_export,
             "summary": _cli_tools.run_summary,
+            "devices": _cli_parallel.run_devices,
+            "plan": _cli_parallel.run_plan,
         }[args.command]
         try:
             return command(args)

@@ -72,6 +72,8 @@ class TrainConfig:
     precision: str = "fp32"
     profile: bool = False
     tensorboard: bool = False  # also write TensorBoard event files (needs tensorboardX)
+    mesh: str | None = None  # e.g. "data=4,model=2"; None: one device
+    strategy: str = "dp"  # dp, fsdp, tp, dp+tp, zero1, krizhevsky (optlab.parallel)
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
@@ -50,7 +50,21 @@ class Setup:
 
 def default_mesh():
     """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh."""
-    return jax.make_mesh((1,), ("data",), (AxisType.Auto,), devices=jax.devices()[:1])
+    from optlab.parallel import make_mesh
+
+    return make_mesh(None)
+
+
+def _state_shardings(abstract: TrainState, tx, mesh, strategy: str) -> TrainState:
+    """Explicit shardings for the whole state: params and optimizer state by the strategy's
+    rules (optlab.parallel), everything else (counters, keys, batch statistics) replicated."""
+    from optlab.parallel import opt_state_specs, param_specs, shardings
+
+    replicated = NamedSharding(mesh, P())
+    p_specs, _ = param_specs(abstract.params, mesh, strategy)
+    o_specs = opt_state_specs(tx, abstract.opt_state, abstract.params, p_specs, mesh, strategy)
+    everything = jax.tree.map(lambda _: replicated, abstract)
+    return everything._replace(params=shardings(p_specs, mesh), opt_state=shardings(o_specs, mesh))
 
 
 def _err(msg: str) -> config_lib.ConfigError:
@@ -129,7 +143,12 @@ def build_setup(
             raise _err(f"--dataset {dc.dataset}: {err}") from err
     if train_batches is not None and tc.steps is None:
         raise _err("--steps: training from your own iterator needs a number of steps")
-    mesh = mesh or default_mesh()
+    if mesh is None:
+        from optlab.parallel import STRATEGIES, make_mesh
+
+        if tc.strategy not in STRATEGIES:
+            raise _err(f"--strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        mesh = make_mesh(tc.mesh) if tc.mesh else default_mesh()
     data_size = mesh.shape["data"]
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
@@ -216,7 +235,7 @@ def build_setup(
         return create_state(params, tx.init(params), tc.seed, variables, loss_scale=scale)
 
     abstract = jax.eval_shape(init_fn)
-    state_sharding = jax.tree.map(lambda _: replicated, abstract)
+    state_sharding = _state_shardings(abstract, tx, mesh, tc.strategy)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )

@@ -1,0 +1,112 @@
+"""``optlab devices`` and ``optlab plan``: what the devices are, and what each parallel
+strategy costs per device. User mistakes raise ``ConfigError``; ``optlab.cli`` prints them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from optlab import config as config_lib
+from optlab.parallel import STRATEGIES
+
+_NEED_MODEL = ("tp", "dp+tp", "krizhevsky")  # their default rules split on "model"
+
+
+def add_devices_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "devices",
+        help="print the platform, devices, processes and the mesh a run would use",
+        description="Print jax's platform, device kinds and count, this process's index "
+        "among the processes, and the mesh `optlab train --mesh SPEC` would build.",
+    )
+    p.add_argument("--mesh", help="a mesh to check, e.g. data=4,model=2 (default: one device)")
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    from optlab.parallel import describe_devices, make_mesh
+
+    print(describe_devices(make_mesh(args.mesh)))
+    return 0
+
+
+def add_plan_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "plan",
+        help="print per-device bytes of params, gradients and optimizer state per strategy",
+        description="Build the model's and the optimizer's abstract state (shapes only, "
+        "nothing compiled) and print, for each parallel strategy on the mesh, the bytes one "
+        "device holds, and the arrays that fall back to replication.",
+    )
+    a = p.add_argument
+    a("--model", default="mlp", help="mlp (default), cnn or transformer")
+    a("--dataset", default="digits", help="gives the input shape and classes (default digits)")
+    a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
+    a(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option, e.g. widths=[256,256] (repeatable)",
+    )
+    a("--optimizer", default="adam", help="as `optlab train --optimizer` (default adam)")
+    a("--mesh", help="the mesh, e.g. data=4,model=2 or data=-1 (default: one device)")
+    a(
+        "--strategy",
+        action="append",
+        choices=STRATEGIES,
+        help="a strategy to plan (repeatable; default all)",
+    )
+
+
+def abstract_params(cfg: config_lib.RunConfig) -> Any:
+    """The model's params as ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of its init)."""
+    import jax
+    import jax.numpy as jnp
+
+    from optlab.data import load_dataset
+    from optlab.models import create_model
+
+    dc, mc = cfg.data, cfg.model
+    try:
+        dataset = load_dataset(dc.dataset, data_dir=dc.data_dir, val_fraction=dc.val_fraction)
+    except ValueError as err:
+        raise config_lib.ConfigError(f"--dataset {dc.dataset}: {err}") from err
+    classes = dataset.num_classes if dataset.task == "classification" else 1
+    options = {"activation": mc.activation, "init": mc.init, **mc.options}
+    try:
+        model = create_model(
+            mc.model, num_classes=classes, input_shape=dataset.input_shape, **options
+        )
+    except (ValueError, TypeError) as err:
+        raise config_lib.ConfigError(f"--model {mc.model}: {err}") from err
+    sample = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
+    key = jax.random.key(0)
+    variables = jax.eval_shape(lambda x: model.init({"params": key}, x, train=False), sample)
+    return variables["params"]
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from optlab._cli_train import _parse_pairs
+    from optlab.parallel import make_mesh, plan
+
+    mesh = make_mesh(args.mesh)
+    cfg = config_lib.RunConfig()
+    cfg.model.model, cfg.data.dataset, cfg.data.data_dir = args.model, args.dataset, args.data_dir
+    cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
+    cfg.optimizer.optimizer = args.optimizer
+    params = abstract_params(cfg)
+    tx, _ = config_lib.build_optimizer(cfg.optimizer, total_steps=1)
+    note = ""
+    if args.strategy:
+        strategies = tuple(dict.fromkeys(args.strategy))
+    elif "model" in mesh.axis_names:
+        strategies = STRATEGIES
+    else:
+        strategies = tuple(s for s in STRATEGIES if s not in _NEED_MODEL)
+        note = f"({', '.join(_NEED_MODEL)} need a model axis: e.g. --mesh data=-1,model=2)"
+    table = plan(params, tx, mesh, strategies)
+    print(f"{cfg.model.model} on {cfg.data.dataset}, {cfg.optimizer.optimizer}")
+    print(table)
+    if note:
+        print(note)
+    return 0

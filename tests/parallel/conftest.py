@@ -1,0 +1,20 @@
+"""Abstract parameters of optlab's models, for the sharding tests."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from optlab.models import create_model
+
+
+def abstract_params(name, input_shape, **options):
+    """``jax.ShapeDtypeStruct`` params of ``create_model(name, ...)`` with 10 classes."""
+    model = create_model(name, num_classes=10, input_shape=input_shape, **options)
+    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    init = lambda x: model.init({"params": jax.random.key(0)}, x, train=False)  # noqa: E731
+    return jax.eval_shape(init, sample)["params"]
+
+
+@pytest.fixture
+def params_of():
+    return abstract_params
