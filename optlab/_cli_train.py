@@ -152,6 +152,51 @@ def add_train_parser(commands: Any) -> None:
         "(pip install 'optlab[tensorboard]')",
     )
     a("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group(
+        "several processes",
+        "a multi-process run (one process per host): each process runs the same command with "
+        "its own --process-id; the flags fall back to JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID and OPTLAB_INIT_TIMEOUT. A missing or dead peer "
+        "makes JAX abort the process (exit 134) after the timeout: supervise the processes "
+        "(--local-processes does on one machine). Without --mesh the mesh is data=-1 over "
+        "all processes' devices.",
+    ).add_argument
+    d("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for all")
+    d("--num-processes", type=int, metavar="N", help="processes in the run")
+    d("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    d(
+        "--init-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="wait this long for every process to connect (default 60)",
+    )
+    d(
+        "--heartbeat-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="a peer silent this long counts as dead (default 100)",
+    )
+    d(
+        "--local-processes",
+        type=int,
+        metavar="N",
+        help="simulate N hosts on this machine: start N supervised processes on loopback "
+        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
+    )
+    d(
+        "--devices-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="CPU devices each --local-processes process simulates (default 1)",
+    )
+    d(
+        "--launch-timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="--local-processes: wall-clock limit of the whole run (default 3600)",
+    )
 
 
 def _parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
@@ -220,9 +265,20 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
 def run_train(args: argparse.Namespace) -> int:
     import sys
 
+    from optlab.parallel._distributed import initialize
+
+    if args.local_processes:
+        return _launch_local(args)
+    cfg = config_from_args(args)
+    initialize(  # before any other JAX call; a no-op for a single-process run
+        args.coordinator,
+        args.num_processes,
+        args.process_id,
+        initialization_timeout=args.init_timeout,
+        **({"heartbeat_timeout": args.heartbeat_timeout} if args.heartbeat_timeout else {}),
+    )
     from optlab.train.loop import NonFiniteError, train
 
-    cfg = config_from_args(args)
     try:
         summary = train(cfg, progress=not args.no_progress)
     except NonFiniteError as err:
@@ -248,4 +304,54 @@ def run_train(args: argparse.Namespace) -> int:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<16}{shown}")
     print(f"artifacts in {cfg.out}/: config.json metrics.jsonl summary.json checkpoints/ *.png")
+    return 0
+
+
+_LAUNCHER_FLAGS = ("--local-processes", "--devices-per-process", "--launch-timeout")
+
+
+def _launch_local(args: argparse.Namespace) -> int:
+    """``--local-processes N``: this command line, minus the launcher's flags, run as N
+    supervised processes (``optlab.parallel.launch_local``); process 0's output printed."""
+    import pathlib
+    import sys
+
+    from optlab.parallel._distributed import DistributedError, launch_local
+
+    if args.coordinator or args.num_processes or args.process_id is not None:
+        raise config_lib.ConfigError(
+            "--local-processes picks --coordinator, --num-processes and --process-id itself"
+        )
+    raw = sys.argv[1:]
+    if "train" not in raw or not any(a.split("=")[0] == "--local-processes" for a in raw):
+        raise config_lib.ConfigError(
+            "--local-processes works from the command line; from Python call "
+            "optlab.parallel.launch_local"
+        )
+    raw = raw[raw.index("train") + 1 :]
+    argv: list[str] = []
+    skip = False
+    for item in raw:
+        if skip:
+            skip = False
+            continue
+        name = item.split("=")[0]
+        if name in _LAUNCHER_FLAGS or name == "--init-timeout" or name == "--heartbeat-timeout":
+            skip = "=" not in item
+            continue
+        argv.append(item)
+    try:
+        logs = launch_local(
+            args.local_processes,
+            argv,
+            devices_per_process=args.devices_per_process,
+            timeout=args.launch_timeout,
+            init_timeout=args.init_timeout or 60,
+            heartbeat_timeout=args.heartbeat_timeout,
+        )
+    except DistributedError as err:
+        print(f"optlab: error: {err}", file=sys.stderr)
+        return 1
+    print(pathlib.Path(logs[0]).read_text(), end="")
+    print(f"optlab: logs of all {args.local_processes} processes: {logs}", file=sys.stderr)
     return 0

@@ -27,6 +27,12 @@ def test_notebook_executes(path):
 
 # What each notebook must print: proof that it ran its story, not only its imports.
 EXPECTED = {
+    "multi_device.ipynb": [
+        "mesh:      data=",  # describe_devices ran
+        "fsdp on data=",  # the per-strategy layouts were printed
+        "fsdp / dp per-device bytes:",  # the plan
+        "same loss under dp and fsdp",  # two layouts, one training run's numbers
+    ],
     "optimizers_and_your_own.ipynb": [
         "matches the formula for 20 steps",
         "at step 1",  # the harness caught the forgotten bias correction

@@ -18,6 +18,7 @@ Example:
   P(None, 'data')
 """
 
+from optlab.parallel._distributed import DistributedError, initialize, launch_local
 from optlab.parallel._mesh import AXES, describe_devices, make_mesh, mesh_str
 from optlab.parallel._plan import GRADIENTS_NOTE, Plan, StrategyPlan, device_bytes, plan
 from optlab.parallel._rules import (
@@ -37,12 +38,15 @@ __all__ = [
     "DEFAULT_TP_RULES",
     "GRADIENTS_NOTE",
     "STRATEGIES",
+    "DistributedError",
     "Fallback",
     "Plan",
     "Rule",
     "StrategyPlan",
     "describe_devices",
     "device_bytes",
+    "initialize",
+    "launch_local",
     "make_mesh",
     "mesh_str",
     "opt_state_specs",

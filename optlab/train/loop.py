@@ -44,22 +44,56 @@ def _put_batch(batch: dict, sharding: NamedSharding, accumulate: int) -> dict:
     }
 
 
+def _local_rows(array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, in the order of its local batch (the
+    rows ``make_array_from_process_local_data`` took from it); the whole array when
+    single-process. Other processes' rows are not addressable here."""
+    if jax.process_count() == 1 or array.is_fully_addressable:
+        return np.asarray(jax.device_get(array))
+    shards = {}
+    for shard in array.addressable_shards:
+        start = shard.index[0].start or 0
+        shards.setdefault(start, shard.data)
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
+
+
+def _gather_ragged(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Every process's 1-D arrays of possibly different lengths, concatenated (in process
+    order) on every process: a collective, so every process must call it."""
+    from jax.experimental import multihost_utils
+
+    n = len(arrays[0])
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([n], np.int64)))
+    longest = int(sizes.max())
+    out = []
+    for a in arrays:
+        padded = np.zeros(longest, np.asarray(a).dtype)
+        padded[:n] = a
+        gathered = np.asarray(multihost_utils.process_allgather(padded))
+        out.append(np.concatenate([gathered[i, : int(sizes[i, 0])] for i in range(len(sizes))]))
+    return out
+
+
 def evaluate(setup: Setup, state, split: str) -> dict:
     """Metrics of ``split`` ("val" or "test") over fixed-size masked batches."""
     totals: dict[str, Any] = {}
     scores, labels = [], []
     for batch in setup.eval_batches(split):
         device_batch = _put_batch(batch, setup.eval_sharding, 1)
-        counts = jax.device_get(setup.eval_step(state, device_batch))
+        counts = setup.eval_step(state, device_batch)
+        counts = {k: v if k == "positive_score" else jax.device_get(v) for k, v in counts.items()}
         if "positive_score" in counts:
             keep = batch["mask"] > 0
-            scores.append(np.asarray(counts.pop("positive_score"))[keep])
+            scores.append(_local_rows(counts.pop("positive_score"))[keep])
             labels.append(np.asarray(batch["y"])[keep])
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + np.asarray(v, np.float64)
     extra = {}
     if scores:
-        extra["roc_auc"] = losses.roc_auc(np.concatenate(scores), np.concatenate(labels))
+        scores_all, labels_all = np.concatenate(scores), np.concatenate(labels)
+        if jax.process_count() > 1:  # the AUC needs every process's (score, label) pairs
+            scores_all, labels_all = _gather_ragged(scores_all, labels_all)
+        extra["roc_auc"] = losses.roc_auc(scores_all, labels_all)
     return losses.summarize(split, totals, extra)
 
 

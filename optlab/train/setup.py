@@ -49,10 +49,12 @@ class Setup:
 
 
 def default_mesh():
-    """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh."""
+    """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh. In a
+    multi-process run, ``data=-1``: every process's devices (a one-device mesh would leave
+    the other processes without a device of the mesh)."""
     from optlab.parallel import make_mesh
 
-    return make_mesh(None)
+    return make_mesh({"data": -1} if jax.process_count() > 1 else None)
 
 
 def _state_shardings(abstract: TrainState, tx, mesh, strategy: str) -> TrainState:
