@@ -159,6 +159,16 @@ def build_setup(
             f"--batch-size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
             "examples; use a smaller batch or --mode full"
         )
+    if dc.mode == "online" and data_size > 1:
+        raise _err(
+            f"--mode online takes one example a step, which cannot be split over the "
+            f"{data_size} shards of the mesh's data axis; use --mesh data=1 (a model axis is fine)"
+        )
+    if dc.mode == "full" and train_batches is None and len(dataset.x_train) % data_size:
+        raise _err(
+            f"--mode full: the {len(dataset.x_train)} training examples do not divide by the "
+            f"{data_size} data shards; use a --mesh data size that divides them"
+        )
     if dc.mode != "full" and dc.batch_size % data_size:
         raise _err(f"--batch-size {dc.batch_size} must divide by the {data_size} data shards")
     if train_batches is not None:

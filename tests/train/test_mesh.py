@@ -58,3 +58,22 @@ def test_checkpoint_restores_across_layouts(tmp_path):
     for got, want in zip(jax.tree.leaves(moved.state.params),
                          jax.tree.leaves(straight.state.params), strict=True):  # fmt: skip
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=2e-5)
+
+
+BAD_LAYOUTS = [
+    (["--mesh", "data=3"], "--mesh"),  # 3 does not divide the 8 devices
+    (["--mesh", "data=16"], "--mesh"),  # more than the devices
+    (["--mesh", "data=8", "--batch-size", "36"], "--batch-size"),  # 36 over 8 shards
+    (["--mesh", "data=8", "--mode", "online"], "--mode online"),
+    (["--mesh", "data=4", "--strategy", "tp"], "model"),  # tp needs a model axis
+    (["--strategy", "pipeline"], "--strategy"),
+]
+
+
+@pytest.mark.parametrize(("flags", "names"), BAD_LAYOUTS, ids=[" ".join(f) for f, _ in BAD_LAYOUTS])
+def test_bad_layouts_are_one_line_errors(tmp_path, capsys, flags, names):
+    out = tmp_path / "run"
+    assert cli.main(["train", *FLAGS, "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and names in err, err
+    assert not out.exists()
