@@ -37,6 +37,7 @@ FIELDS = {
     "precision": ("train", "precision"),
     "mesh": ("train", "mesh"),
     "strategy": ("train", "strategy"),
+    "parallel": ("train", "parallel"),
 }
 
 
@@ -144,6 +145,11 @@ def add_train_parser(commands: Any) -> None:
         "--strategy",
         help="dp (default), fsdp, tp, dp+tp, zero1 or krizhevsky: how params "
         "and optimizer state are laid out on the mesh",
+    )
+    a(
+        "--parallel",
+        help="jit (default): one program with shardings on the mesh; pmap: jax.pmap over the "
+        "mesh's devices (replicated state, gradients averaged with lax.pmean; --strategy dp)",
     )
     a(
         "--tensorboard",

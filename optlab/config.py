@@ -74,6 +74,7 @@ class TrainConfig:
     tensorboard: bool = False  # also write TensorBoard event files (needs tensorboardX)
     mesh: str | None = None  # e.g. "data=4,model=2"; None: one device
     strategy: str = "dp"  # dp, fsdp, tp, dp+tp, zero1, krizhevsky (optlab.parallel)
+    parallel: str = "jit"  # "jit" (shardings on the mesh) or "pmap" (optlab.parallel._pmap)
 
 
 @dataclasses.dataclass

@@ -217,6 +217,8 @@ def run(
         log.trim(-1)
 
     start_step = int(jax.device_get(state.step))
+    state = setup.replicate(state)  # --parallel pmap: (n, ...) from here; identity for jit
+    host = setup.unreplicate  # the unreplicated state: evaluation, checkpoints, the result
     total = setup.total_steps
     names = layer_names(setup.params_template)
     eval_every = tc.eval_every or setup.steps_per_epoch
@@ -266,7 +268,7 @@ def run(
             log.write(record)
         if bar is not None:
             bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)
-        first_bad = np.asarray(jax.device_get(state.first_nonfinite))
+        first_bad = np.asarray(jax.device_get(state.first_nonfinite)).reshape(-1, 2)[0]
         if first_bad[0] >= 0 and tc.nonfinite == "stop":
             layer = names[int(first_bad[1])] if int(first_bad[1]) < len(names) else "?"
             raise NonFiniteError(
@@ -302,7 +304,7 @@ def run(
                     flush(step)
                 if step % eval_every == 0 or step == total:
                     flush(step)
-                    val = evaluate(setup, state, "val")
+                    val = evaluate(setup, host(state), "val")
                     last_val = (step, val)
                     if is_writer:
                         log.write({"step": step, "epoch": step / setup.steps_per_epoch, **val})
@@ -320,15 +322,15 @@ def run(
                         progress_state["bad_evals"] >= tc.early_stopping
                     ):
                         stopped_early = True
-                    checkpointer.save(step, state, meta_for(step), val)
+                    checkpointer.save(step, host(state), meta_for(step), val)
                 elif step % checkpoint_every == 0:
-                    checkpointer.save(step, state, meta_for(step))
+                    checkpointer.save(step, host(state), meta_for(step))
                 if stopped_early:
                     break
                 if sigterm["set"]:
                     flush(step)
                     if step not in checkpointer.steps():
-                        checkpointer.save(step, state, meta_for(step))
+                        checkpointer.save(step, host(state), meta_for(step))
                     preempted = True
                     break
         except NonFiniteError:
@@ -341,8 +343,9 @@ def run(
         bar.close()
     if preempted:
         print(f"optlab: SIGTERM: saved step {step} to {out}; run again to resume", file=sys.stderr)
-        return RunResult({"preempted": True, "steps": step}, state)
+        return RunResult({"preempted": True, "steps": step}, host(state))
 
+    state = host(state)
     test = evaluate(setup, state, "test")
     # The validation of the final step, unless the loop did not just compute it.
     val = last_val[1] if last_val and last_val[0] == step else evaluate(setup, state, "val")

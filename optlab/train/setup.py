@@ -46,6 +46,10 @@ class Setup:
     params_template: Any
     dataset: Any
     model: Any
+    # --parallel pmap: the loop's state is replicated (n, ...); these convert it at the edges
+    # (identity on the jit path). See optlab.parallel._pmap.PmapAdapter.
+    replicate: Callable = lambda state: state
+    unreplicate: Callable = lambda state: state
 
 
 def default_mesh():
@@ -152,6 +156,7 @@ def build_setup(
             raise _err(f"--strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}")
         mesh = make_mesh(tc.mesh) if tc.mesh else default_mesh()
     data_size = mesh.shape["data"]
+    _check_pmap(cfg, mesh)
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
     if train_batches is None and dc.mode != "full" and dc.batch_size > len(dataset.x_train):
@@ -254,7 +259,8 @@ def build_setup(
 
     device_data = None
     if (
-        train_batches is None
+        tc.parallel == "jit"
+        and train_batches is None
         and processes == 1
         and dataset.x_train.nbytes + dataset.y_train.nbytes <= DEVICE_DATA_BYTES
     ):
@@ -317,6 +323,31 @@ def build_setup(
         )
         return (next(it) for _ in range(it.steps_per_epoch))
 
+    train_step, monitored_step = None, None
+    pmap_adapter = None
+    if tc.parallel == "pmap":
+        from optlab.parallel._pmap import PmapAdapter, make_pmap_step
+
+        pmap_adapter = PmapAdapter(mesh.devices.flatten(), state_sharding)
+        train_step, monitored_step = (
+            pmap_adapter.wrap(
+                make_pmap_step(
+                    apply_fn,
+                    tx,
+                    loss=loss,
+                    learning_rate_fn=lr_fn,
+                    skip_nonfinite=True,
+                    stop_after_nonfinite=tc.nonfinite == "stop",
+                    augment=augment_fn,
+                    monitor=monitor,
+                    devices=pmap_adapter.devices,
+                )
+            )
+            for monitor in (False, True)
+        )
+    else:
+        train_step, monitored_step = compiled_step(monitor=False), compiled_step(monitor=True)
+
     return Setup(
         mesh=mesh,
         batch_sharding=batch_sharding,
@@ -326,12 +357,41 @@ def build_setup(
         init_state=jax.jit(init_fn, out_shardings=state_sharding),
         abstract_state=abstract_state,
         next_batch=train_iter.next_indices if device_data is not None else train_iter.__next__,
-        train_step=compiled_step(monitor=False),
-        monitored_step=compiled_step(monitor=True),
+        train_step=train_step,
+        monitored_step=monitored_step,
         eval_step=eval_step,
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
         params_template=abstract.params,
         dataset=dataset,
         model=model,
+        **(
+            {"replicate": pmap_adapter.replicate, "unreplicate": pmap_adapter.unreplicate}
+            if pmap_adapter
+            else {}
+        ),
     )
+
+
+def _check_pmap(cfg: config_lib.RunConfig, mesh) -> None:
+    """``--parallel``: jit, or pmap under the layouts a pmap program can express."""
+    dc, tc = cfg.data, cfg.train
+    if tc.parallel not in ("jit", "pmap"):
+        raise _err(f"--parallel: unknown {tc.parallel!r}; choose jit or pmap")
+    if tc.parallel != "pmap":
+        return
+    if tc.strategy != "dp":
+        raise _err(f"--parallel pmap replicates the state: use --strategy dp, not {tc.strategy}")
+    if tc.accumulate > 1:
+        raise _err("--parallel pmap does not accumulate gradients: use --accumulate 1")
+    if tc.precision == "fp16":
+        raise _err("--parallel pmap has no dynamic loss scaling: use --precision fp32 or bf16")
+    if any(size > 1 for axis, size in mesh.shape.items() if axis != "data"):
+        raise _err("--parallel pmap splits the batch only: use a --mesh with data axis alone")
+    if jax.process_count() > 1:
+        raise _err("--parallel pmap runs in one process: use --parallel jit for several")
+    n = mesh.size
+    if dc.mode != "full" and dc.batch_size % n:
+        raise _err(
+            f"--batch-size {dc.batch_size} must divide by the {n} devices of --parallel pmap"
+        )
