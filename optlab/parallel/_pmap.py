@@ -63,7 +63,7 @@ def make_pmap_step(
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """``jax.pmap`` of a train step: ``state`` replicated ``(n, ...)``, batch ``{"x", "y",
     "mask"}`` of shape ``(n, B/n, ...)``; returns the new replicated state and per-device
-    metrics (identical on every device). Same metrics and non-finite policy as
+    metrics (identical on every device, returned once). Same metrics and non-finite policy as
     ``optlab.train.step.make_train_step`` (no accumulation, no dynamic loss scaling)."""
 
     def forward(variables, x, key, model_state):
@@ -153,7 +153,11 @@ def make_pmap_step(
         )
         return new_state, metrics
 
-    return jax.pmap(step, axis_name=axis_name, donate_argnums=0, devices=devices)
+    # Metrics are reduced over the axis, the same on every device: out_axes=None returns
+    # them once instead of (n, ...) copies the host would then have to index every step.
+    return jax.pmap(
+        step, axis_name=axis_name, donate_argnums=0, devices=devices, out_axes=(0, None)
+    )
 
 
 class PmapAdapter:
@@ -187,8 +191,7 @@ class PmapAdapter:
 
     def wrap(self, pmapped: Callable) -> Callable:
         def step(state, batch):
-            state, metrics = pmapped(state, self.split(batch))
-            return state, jax.tree.map(lambda m: m[0], metrics)
+            return pmapped(state, self.split(batch))
 
         return step
 
