@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from optlab import config as config_lib
+from optlab._cli_train import add_model_arg, parse_pairs
 from optlab.parallel import STRATEGIES
 
 _NEED_MODEL = ("tp", "dp+tp", "krizhevsky")  # their default rules split on "model"
@@ -41,13 +42,7 @@ def add_plan_parser(commands: Any) -> None:
     a("--model", default="mlp", help="mlp (default), cnn or transformer")
     a("--dataset", default="digits", help="gives the input shape and classes (default digits)")
     a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
-    a(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model option, e.g. widths=[256,256] (repeatable)",
-    )
+    add_model_arg(p)
     a("--optimizer", default="adam", help="as `optlab train --optimizer` (default adam)")
     a("--mesh", help="the mesh, e.g. data=4,model=2 or data=-1 (default: one device)")
     a(
@@ -86,13 +81,12 @@ def abstract_params(cfg: config_lib.RunConfig) -> Any:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from optlab._cli_train import _parse_pairs
     from optlab.parallel import make_mesh, plan
 
     mesh = make_mesh(args.mesh)
     cfg = config_lib.RunConfig()
     cfg.model.model, cfg.data.dataset, cfg.data.data_dir = args.model, args.dataset, args.data_dir
-    cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
+    cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
     cfg.optimizer.optimizer = args.optimizer
     params = abstract_params(cfg)
     tx, _ = config_lib.build_optimizer(cfg.optimizer, total_steps=1)

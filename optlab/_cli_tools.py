@@ -9,6 +9,7 @@ import pathlib
 from typing import Any
 
 from optlab import config as config_lib
+from optlab._cli_train import add_model_arg, parse_pairs
 
 
 def add_export_parser(commands: Any) -> None:
@@ -65,20 +66,13 @@ def add_summary_parser(commands: Any) -> None:
     a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
     a("--activation", help="sigmoid, tanh, relu, leaky_relu, prelu")
     a("--init", help="constant, normal, xavier, xavier_simple, he")
-    a(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model option, e.g. widths=[256,256] (repeatable)",
-    )
+    add_model_arg(p)
     a("--batch", type=int, default=1, help="batch size the FLOPs are counted for (default 1)")
     a("--xla", action="store_true", help="also compile once and print XLA's FLOP count")
 
 
 def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
     """The RunConfig whose model ``optlab summary`` prints."""
-    from optlab._cli_train import _parse_pairs
 
     if args.run is not None:
         given = [f"--{f.replace('_', '-')}" for f in _MODEL_FLAGS if getattr(args, f) is not None]
@@ -99,7 +93,7 @@ def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
         if value is not None:
             section = cfg.data if flag in ("dataset", "data_dir") else cfg.model
             setattr(section, flag, value)
-    cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
+    cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
     return cfg
 
 

@@ -77,13 +77,7 @@ def add_train_parser(commands: Any) -> None:
     a("--model", help="mlp, cnn or transformer")
     a("--activation", help="sigmoid, tanh, relu, leaky_relu, prelu (lecture 03)")
     a("--init", help="constant, normal, xavier, xavier_simple, he (lecture 03)")
-    a(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model option, e.g. widths=[256,256] or dropout=0.2 (repeatable)",
-    )
+    add_model_arg(p)
     a(
         "--optimizer",
         help="sgd, momentum, nesterov, adagrad, rmsprop, adam, nadam, adamw, "
@@ -205,7 +199,19 @@ def add_train_parser(commands: Any) -> None:
     )
 
 
-def _parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
+def add_model_arg(parser: argparse.ArgumentParser) -> None:
+    """``--model-arg KEY=VALUE`` (repeatable), shared by train, summary and plan."""
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option, e.g. widths=[256,256] or dropout=0.2 (repeatable)",
+    )
+
+
+def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` as a dict, each value JSON when it parses (numbers, lists), else text."""
     out = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -248,9 +254,9 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
         cfg.train.profile = True
     if args.tensorboard:
         cfg.train.tensorboard = True
-    cfg.model.options.update(_parse_pairs("--model-arg", args.model_arg))
-    cfg.optimizer.schedule_args.update(_parse_pairs("--schedule-arg", args.schedule_arg))
-    opt_args = _parse_pairs("--opt-arg", args.opt_arg)
+    cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
+    cfg.optimizer.schedule_args.update(parse_pairs("--schedule-arg", args.schedule_arg))
+    opt_args = parse_pairs("--opt-arg", args.opt_arg)
     name = cfg.optimizer.optimizer
     if args.momentum is not None:
         key = {"momentum": "mu", "nesterov": "mu", "rmsprop": "momentum"}.get(name)
