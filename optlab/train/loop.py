@@ -81,7 +81,10 @@ def evaluate(setup: Setup, state, split: str) -> dict:
     for batch in setup.eval_batches(split):
         device_batch = _put_batch(batch, setup.eval_sharding, 1)
         counts = setup.eval_step(state, device_batch)
-        counts = {k: v if k == "positive_score" else jax.device_get(v) for k, v in counts.items()}
+        score = counts.pop("positive_score", None)  # batch-sharded: read per process below
+        counts = jax.device_get(counts)  # one transfer for all the sums
+        if score is not None:
+            counts["positive_score"] = score
         if "positive_score" in counts:
             keep = batch["mask"] > 0
             scores.append(_local_rows(counts.pop("positive_score"))[keep])
