@@ -48,6 +48,58 @@ def add_train_parser(commands: Any) -> None:
         description="Train a model. Every flag overrides --config; the defaults train an MLP "
         "with Adam on digits to >95%% test accuracy in well under a minute on a CPU.",
     )
+    add_run_config_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group(
+        "several processes",
+        "a multi-process run (one process per host): each process runs the same command with "
+        "its own --process-id; the flags fall back to JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID and OPTLAB_INIT_TIMEOUT. A missing or dead peer "
+        "makes JAX abort the process (exit 134) after the timeout: supervise the processes "
+        "(--local-processes does on one machine). Without --mesh the mesh is data=-1 over "
+        "all processes' devices.",
+    ).add_argument
+    d("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for all")
+    d("--num-processes", type=int, metavar="N", help="processes in the run")
+    d("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    d(
+        "--init-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="wait this long for every process to connect (default 60)",
+    )
+    d(
+        "--heartbeat-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="a peer silent this long counts as dead (default 100)",
+    )
+    d(
+        "--local-processes",
+        type=int,
+        metavar="N",
+        help="simulate N hosts on this machine: start N supervised processes on loopback "
+        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
+    )
+    d(
+        "--devices-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="CPU devices each --local-processes process simulates (default 1)",
+    )
+    d(
+        "--launch-timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="--local-processes: wall-clock limit of the whole run (default 3600)",
+    )
+
+
+def add_run_config_args(p: argparse.ArgumentParser) -> None:
+    """The flags that fill a RunConfig (read back by ``config_from_args``); shared by
+    ``train``, ``doctor``, ``lr-find`` and ``sweep``."""
     a = p.add_argument
     a("--config", help="a JSON or YAML run config (data only); flags override it")
     a("--out", help="run folder (default runs/default); run again to resume it")
@@ -150,52 +202,6 @@ def add_train_parser(commands: Any) -> None:
         action="store_true",
         help="also write TensorBoard event files to OUT/tensorboard "
         "(pip install 'optlab[tensorboard]')",
-    )
-    a("--no-progress", action="store_true", help="no progress bar")
-    d = p.add_argument_group(
-        "several processes",
-        "a multi-process run (one process per host): each process runs the same command with "
-        "its own --process-id; the flags fall back to JAX_COORDINATOR_ADDRESS, "
-        "JAX_NUM_PROCESSES, JAX_PROCESS_ID and OPTLAB_INIT_TIMEOUT. A missing or dead peer "
-        "makes JAX abort the process (exit 134) after the timeout: supervise the processes "
-        "(--local-processes does on one machine). Without --mesh the mesh is data=-1 over "
-        "all processes' devices.",
-    ).add_argument
-    d("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for all")
-    d("--num-processes", type=int, metavar="N", help="processes in the run")
-    d("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
-    d(
-        "--init-timeout",
-        type=int,
-        metavar="SECONDS",
-        help="wait this long for every process to connect (default 60)",
-    )
-    d(
-        "--heartbeat-timeout",
-        type=int,
-        metavar="SECONDS",
-        help="a peer silent this long counts as dead (default 100)",
-    )
-    d(
-        "--local-processes",
-        type=int,
-        metavar="N",
-        help="simulate N hosts on this machine: start N supervised processes on loopback "
-        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
-    )
-    d(
-        "--devices-per-process",
-        type=int,
-        default=1,
-        metavar="K",
-        help="CPU devices each --local-processes process simulates (default 1)",
-    )
-    d(
-        "--launch-timeout",
-        type=float,
-        default=3600,
-        metavar="SECONDS",
-        help="--local-processes: wall-clock limit of the whole run (default 3600)",
     )
 
 

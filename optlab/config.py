@@ -46,7 +46,9 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class OptimizerConfig:
-    optimizer: str = "adam"
+    # A name from OPTIMIZERS, "package.module:function", or (from Python) the factory itself:
+    # any callable ``factory(learning_rate=..., **args) -> GradientTransformation``.
+    optimizer: Any = "adam"
     learning_rate: float = 1e-3
     schedule: str = "constant"
     schedule_args: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,7 +88,12 @@ class RunConfig:
     out: str = "runs/default"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data (config.json); a factory given as ``optimizer`` is written as
+        ``"module:qualname"``, the form that imports it again on resume."""
+        raw = dataclasses.asdict(self)
+        if callable(self.optimizer.optimizer):
+            raw["optimizer"]["optimizer"] = optimizer_name(self.optimizer.optimizer)
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict) -> RunConfig:
@@ -192,7 +199,17 @@ def build_schedule(cfg: OptimizerConfig, total_steps: int):
         raise ConfigError(f"--schedule {cfg.schedule}: {err}") from err
 
 
-def _resolve_optimizer(name: str):
+def optimizer_name(optimizer: Any) -> str:
+    """A config's optimizer as text: its name, or ``module:qualname`` of a factory."""
+    if callable(optimizer):
+        module = getattr(optimizer, "__module__", None) or "__main__"
+        return f"{module}:{getattr(optimizer, '__qualname__', repr(optimizer))}"
+    return str(optimizer)
+
+
+def _resolve_optimizer(name: Any):
+    if callable(name):
+        return name
     if name in OPTIMIZERS:
         return OPTIMIZERS[name]
     if ":" in name:
@@ -212,15 +229,16 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[Any, Any]:
     its schedule, then weight decay (AdamW's own, else decoupled after the step)."""
     learning_rate = build_schedule(cfg, total_steps)
     factory = _resolve_optimizer(cfg.optimizer)
+    shown = optimizer_name(cfg.optimizer)
     args = dict(cfg.args)
     if cfg.weight_decay and cfg.optimizer == "adamw":
         args["weight_decay"] = cfg.weight_decay
     try:
-        tx = _call_with(cfg.optimizer, "--opt-arg", factory, {"learning_rate": learning_rate}, args)
+        tx = _call_with(shown, "--opt-arg", factory, {"learning_rate": learning_rate}, args)
     except ValueError as err:
-        raise ConfigError(f"--optimizer {cfg.optimizer}: {err}") from err
+        raise ConfigError(f"--optimizer {shown}: {err}") from err
     if not isinstance(tx, optax.GradientTransformation):
-        raise ConfigError(f"--optimizer: {cfg.optimizer} did not return a GradientTransformation")
+        raise ConfigError(f"--optimizer: {shown} did not return a GradientTransformation")
     parts = []
     if cfg.clip_norm is not None:
         if not cfg.clip_norm > 0:

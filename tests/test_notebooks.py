@@ -38,9 +38,19 @@ EXPECTED = {
         "at step 1",  # the harness caught the forgotten bias correction
         "passed: multisteps",
     ],
-    "training.ipynb": [
+    "quickstart.ipynb": [
         "adam      test accuracy 0.9",
-        "extended to",
-        "own NNX model: test accuracy",
+        "best val accuracy 0.9",  # the curves were read back from metrics.jsonl
+        "restored step 168: test accuracy 0.9",
+        "extended to 252 steps",
+        "own NNX model: test accuracy 0.9",
+    ],
+    "compose_your_own_optimizer.ipynb": [
+        "matches the formula for 25 steps",
+        "diverges from the reference at step 1",  # the harness caught the planted bug
+        "passed: rosenbrock",
+        "passed: inject_hyperparams",
+        "amsgrad from Python: test accuracy 0.9",
+        "from the CLI (my_optimizers:amsgrad): test accuracy 0.9",
     ],
 }
