@@ -38,6 +38,7 @@ FIELDS = {
     "mesh": ("train", "mesh"),
     "strategy": ("train", "strategy"),
     "parallel": ("train", "parallel"),
+    "remat": ("train", "remat"),
 }
 
 
@@ -196,6 +197,13 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
         "--parallel",
         help="jit (default): one program with shardings on the mesh; pmap: jax.pmap over the "
         "mesh's devices (replicated state, gradients averaged with lax.pmean; --strategy dp)",
+    )
+    a(
+        "--remat",
+        action="store_true",
+        default=None,
+        help="rematerialize: recompute each layer's activations in the backward pass instead "
+        "of keeping them (less memory, one more forward pass; mlp and cnn)",
     )
     a(
         "--tensorboard",

@@ -36,13 +36,28 @@ def _parser() -> argparse.ArgumentParser:
     add_summary_parser(commands)
     add_devices_parser(commands)
     add_plan_parser(commands)
+    from optlab._cli_doctor import add_doctor_parser
+    from optlab._cli_sweep import add_lr_find_parser, add_sweep_parser
+
+    add_doctor_parser(commands)
+    add_lr_find_parser(commands)
+    add_sweep_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("train", "export", "summary", "devices", "plan"):
-        from optlab import _cli_parallel, _cli_tools, _cli_train
+    if args.command in (
+        "train",
+        "export",
+        "summary",
+        "devices",
+        "plan",
+        "doctor",
+        "lr-find",
+        "sweep",
+    ):
+        from optlab import _cli_doctor, _cli_parallel, _cli_sweep, _cli_tools, _cli_train
         from optlab.config import ConfigError
 
         command = {
@@ -51,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             "summary": _cli_tools.run_summary,
             "devices": _cli_parallel.run_devices,
             "plan": _cli_parallel.run_plan,
+            "doctor": _cli_doctor.run_doctor,
+            "lr-find": _cli_sweep.run_lr_find,
+            "sweep": _cli_sweep.run_sweep,
         }[args.command]
         try:
             return command(args)

@@ -77,6 +77,7 @@ class TrainConfig:
     mesh: str | None = None  # e.g. "data=4,model=2"; None: one device
     strategy: str = "dp"  # dp, fsdp, tp, dp+tp, zero1, krizhevsky (optlab.parallel)
     parallel: str = "jit"  # "jit" (shardings on the mesh) or "pmap" (optlab.parallel._pmap)
+    remat: bool = False  # recompute each layer's activations in the backward pass (mlp, cnn)
 
 
 @dataclasses.dataclass

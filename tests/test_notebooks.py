@@ -33,10 +33,22 @@ EXPECTED = {
         "fsdp / dp per-device bytes:",  # the plan
         "same loss under dp and fsdp",  # two layouts, one training run's numbers
     ],
-    "optimizers_and_your_own.ipynb": [
-        "matches the formula for 20 steps",
-        "at step 1",  # the harness caught the forgotten bias correction
-        "passed: multisteps",
+    "optimizers_from_the_lectures.ipynb": [
+        "gradient at (1, 1): [12.  8.]",  # lecture 02's worked example
+        "GD α = 0.19 (> 2/λmax)  f after 30 steps = 2.63e+02",  # diverges past 2/λmax
+        "L-BFGS      f − f* after 60 steps:",
+        "heavy ball vs ema, largest gap:",
+        "exact gradients end at [0. 0.]",  # stuck on the saddle
+        "noisy runs ended in the global basin",
+    ],
+    "lr_finder_and_sweeps.ipynb": [
+        "suggested learning rate",  # the range test ran (and diverged: "diverged at step")
+        "diverged at step",
+        "8 runs in one program",
+        "best learning rate on validation accuracy:",
+        "finer grid:",
+        "'runs': 3",  # three seeds per refined rate
+        "best of 40 runs (5 folds each)",  # 4 rates × 2 momenta × 5 folds
     ],
     "quickstart.ipynb": [
         "adam      test accuracy 0.9",

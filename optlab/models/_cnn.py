@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 
 from optlab.models import initializers
 from optlab.models._layers import activate
-from optlab.models._mlp import BATCHNORM_MOMENTUM, batchnorm, dense
+from optlab.models._mlp import BATCHNORM_MOMENTUM, batchnorm, dense, maybe_remat
 
 
 class CNN(nn.Module):
@@ -29,6 +30,11 @@ class CNN(nn.Module):
     have no bias); ``PReLU_i/slope`` (one per channel) with ``activation="prelu"``.
     Dropout, if any, acts once on the flattened features before the head (as Inception's
     "dropout (40%)" before its linear layer, lecture 04).
+
+    ``batchnorm_axis_name`` and ``remat`` as in ``MLP``: the ``jax.pmap`` axis of batch
+    norm's statistics (SyncBatchNorm; ``--parallel pmap`` sets it), and each conv layer
+    (Conv → [BatchNorm] → activation) rematerialized in the backward pass with unchanged
+    parameter paths (``--remat``).
     """
 
     num_classes: int
@@ -43,6 +49,8 @@ class CNN(nn.Module):
     dropout: float = 0.0
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    batchnorm_axis_name: str | None = None
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -51,22 +59,35 @@ class CNN(nn.Module):
         if self.dtype is not None:
             x = x.astype(self.dtype)
         for features in self.channels:
-            x = nn.Conv(
-                features,
-                kernel_size=(self.kernel_size,) * self.spatial_dims,
-                strides=(self.stride,) * self.spatial_dims,
-                padding="SAME",
-                use_bias=not self.batchnorm,
-                kernel_init=initializers.get(self.kernel_init),
-                bias_init=nn.initializers.zeros,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-            )(x)
-            if self.batchnorm:
-                x = batchnorm(train, self.batchnorm_momentum, self.dtype, self.param_dtype)(x)
-            x = activate(self.activation, x, dtype=self.dtype, param_dtype=self.param_dtype)
+            x = maybe_remat(_conv_layer(features, train), self.remat)(self, x)
         x = x.reshape(x.shape[0], -1)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout)(x, deterministic=not train)
         x = dense(self.num_classes, self.kernel_init, True, self.dtype, self.param_dtype)(x)
         return x.astype(jnp.float32)
+
+
+def _conv_layer(features: int, train: bool) -> Callable[[CNN, jax.Array], jax.Array]:
+    def layer(cnn: CNN, x: jax.Array) -> jax.Array:
+        x = nn.Conv(
+            features,
+            kernel_size=(cnn.kernel_size,) * cnn.spatial_dims,
+            strides=(cnn.stride,) * cnn.spatial_dims,
+            padding="SAME",
+            use_bias=not cnn.batchnorm,
+            kernel_init=initializers.get(cnn.kernel_init),
+            bias_init=nn.initializers.zeros,
+            dtype=cnn.dtype,
+            param_dtype=cnn.param_dtype,
+        )(x)
+        if cnn.batchnorm:
+            x = batchnorm(
+                train,
+                cnn.batchnorm_momentum,
+                cnn.dtype,
+                cnn.param_dtype,
+                cnn.batchnorm_axis_name,
+            )(x)
+        return activate(cnn.activation, x, dtype=cnn.dtype, param_dtype=cnn.param_dtype)
+
+    return layer

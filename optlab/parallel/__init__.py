@@ -5,7 +5,8 @@ parameters out by a strategy (``STRATEGIES``) and rules over their paths
 (``DEFAULT_TP_RULES``); ``opt_state_specs`` gives the optimizer state the matching layout;
 ``shardings`` turns specs into ``NamedSharding``; ``plan`` prints what each strategy costs
 per device before anything is compiled. Mesh axes are ``Auto``: the model code never
-carries sharding annotations.
+carries sharding annotations. ``PMAP_AXIS`` names the device axis of ``--parallel pmap``
+(a batch norm synchronized over devices uses it as its ``axis_name``).
 
 Example:
   >>> import jax, jax.numpy as jnp, optlab
@@ -19,7 +20,7 @@ Example:
 """
 
 from optlab.parallel._distributed import DistributedError, initialize, launch_local
-from optlab.parallel._mesh import AXES, describe_devices, make_mesh, mesh_str
+from optlab.parallel._mesh import AXES, PMAP_AXIS, describe_devices, make_mesh, mesh_str
 from optlab.parallel._plan import GRADIENTS_NOTE, Plan, StrategyPlan, device_bytes, plan
 from optlab.parallel._rules import (
     CONV_PATTERN,
@@ -37,6 +38,7 @@ __all__ = [
     "CONV_PATTERN",
     "DEFAULT_TP_RULES",
     "GRADIENTS_NOTE",
+    "PMAP_AXIS",
     "STRATEGIES",
     "DistributedError",
     "Fallback",

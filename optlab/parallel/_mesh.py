@@ -15,6 +15,10 @@ from optlab.config import ConfigError
 AXES: tuple[str, ...] = ("data", "model")
 """The mesh axis names optlab knows, in the order the mesh lays them out (data outermost)."""
 
+PMAP_AXIS = "batch"
+"""The device axis of ``--parallel pmap`` (``jax.pmap(axis_name=...)``): collectives and a
+synchronized batch norm (``nn.BatchNorm(axis_name=PMAP_AXIS)``) name it."""
+
 _FIX = "Write e.g. --mesh data=4,model=2 or --mesh data=-1 (-1: the remaining devices)"
 
 

@@ -11,17 +11,23 @@ batch biases nothing: ``psum(masked loss sums) / psum(counts)`` — the same num
 path's mean over the global batch. (``pmean`` of per-device means would weight a device of
 padding like one of real examples.)
 
-Batch normalization: optlab's models build ``nn.BatchNorm`` without an ``axis_name``, so
-the forward pass normalizes with each device's *own* batch statistics (B/n examples) and
-the updated running ``batch_stats`` are averaged with ``lax.pmean`` after the step. This is
-not lecture 03's SyncBatchNorm, which ``psum``-s the statistics inside the forward so that
-every device normalizes with the global batch's mean and variance:
-  * the activations (hence loss and gradients) use per-device statistics, so they differ
-    from the jit path (which normalizes over the global batch) whenever batch norm is on;
-  * the running mean is the same (the mean of equal-sized per-device means is the global
-    mean, padding aside), but the running variance is the mean of per-device variances,
-    which lacks the variance of the per-device means (it is smaller than the global one).
-The replicas' ``batch_stats`` are identical after every step.
+Batch normalization (lecture 03's SyncBatchNorm): normalizing with the statistics of the
+B/n examples a device holds would make the forward pass depend on the device count. So the
+step is built from a model whose ``nn.BatchNorm`` carries ``axis_name=AXIS``:
+``optlab.train.setup`` clones optlab's MLP and CNN with ``batchnorm_axis_name=AXIS`` for
+this path (``PMAP_AXIS`` in ``optlab.parallel``; your own model sets
+``nn.BatchNorm(axis_name=PMAP_AXIS)`` itself). Each device's batch mean and mean square are
+then ``lax.pmean``-averaged inside the forward pass: with equal per-device shares that is
+the global batch's mean and variance, so activations, loss, gradients and the running
+``batch_stats`` equal the jit path's (which normalizes the global batch as one array), up
+to float32 reduction order. The gradient flows through the ``pmean`` too, as it does
+through the global mean under jit. Padded rows of a partial batch count in the statistics
+on both paths alike (the jit path gives ``BatchNorm`` no mask either; they are copies of
+real examples of the epoch, and their loss weight is 0). After the step the
+``batch_stats`` are ``pmean``-averaged once more: a no-op up to rounding for a
+synchronized model, and for a model without an axis name it keeps the replicas equal
+(running means of per-device statistics; their variance then lacks the spread of the
+device means, and the forward pass uses per-device statistics: not the jit path's numbers).
 
 Dropout (and ``--augment``) keys: the jit path draws one mask for the global batch from
 ``fold_in(rng, step)``. A mask cannot be split into the masks that a key would draw for a
@@ -41,11 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optlab.config import ConfigError, RunConfig
+from optlab.parallel._mesh import PMAP_AXIS
 from optlab.train import losses
 from optlab.train.state import TrainState
 from optlab.train.step import _per_layer
 
-AXIS = "batch"
+AXIS = PMAP_AXIS
 
 
 def make_pmap_step(
@@ -64,7 +72,9 @@ def make_pmap_step(
     """``jax.pmap`` of a train step: ``state`` replicated ``(n, ...)``, batch ``{"x", "y",
     "mask"}`` of shape ``(n, B/n, ...)``; returns the new replicated state and per-device
     metrics (identical on every device, returned once). Same metrics and non-finite policy as
-    ``optlab.train.step.make_train_step`` (no accumulation, no dynamic loss scaling)."""
+    ``optlab.train.step.make_train_step`` (no accumulation, no dynamic loss scaling).
+    ``apply_fn``'s batch norm, if any, should average its statistics over ``axis_name``
+    (SyncBatchNorm, see the module docstring) to compute the jit path's numbers."""
 
     def forward(variables, x, key, model_state):
         if not model_state:
@@ -99,7 +109,8 @@ def make_pmap_step(
         loss_value = jax.lax.psum(part, axis_name)
         grads = jax.lax.psum(grads, axis_name)
         correct = jax.lax.psum(correct, axis_name)
-        model_state = jax.lax.pmean(model_state, axis_name)  # batch stats: averaged after
+        # batch stats: already global with a synchronized BatchNorm; replicas kept equal
+        model_state = jax.lax.pmean(model_state, axis_name)
 
         def sumsq(tree):
             return optax.tree.sum(
@@ -158,6 +169,47 @@ def make_pmap_step(
     return jax.pmap(
         step, axis_name=axis_name, donate_argnums=0, devices=devices, out_axes=(0, None)
     )
+
+
+def check_pmap(cfg: RunConfig, mesh) -> None:
+    """``--parallel``: jit, or pmap under the layouts a pmap program can express (a
+    ``ConfigError`` naming the flag and the fix otherwise)."""
+    dc, tc = cfg.data, cfg.train
+    if tc.parallel not in ("jit", "pmap"):
+        raise ConfigError(f"--parallel: unknown {tc.parallel!r}; choose jit or pmap")
+    if tc.parallel != "pmap":
+        return
+    if tc.strategy != "dp":
+        raise ConfigError(
+            f"--parallel pmap replicates the state: use --strategy dp, not {tc.strategy}"
+        )
+    if tc.accumulate > 1:
+        raise ConfigError("--parallel pmap does not accumulate gradients: use --accumulate 1")
+    if tc.precision == "fp16":
+        raise ConfigError(
+            "--parallel pmap has no dynamic loss scaling: use --precision fp32 or bf16"
+        )
+    if any(size > 1 for axis, size in mesh.shape.items() if axis != "data"):
+        raise ConfigError(
+            "--parallel pmap splits the batch only: use a --mesh with data axis alone"
+        )
+    if jax.process_count() > 1:
+        raise ConfigError("--parallel pmap runs in one process: use --parallel jit for several")
+    n = mesh.size
+    if dc.mode != "full" and dc.batch_size % n:
+        raise ConfigError(
+            f"--batch-size {dc.batch_size} must divide by the {n} devices of --parallel pmap"
+        )
+
+
+def sync_batchnorm(model: Any, apply_fn: Callable, layered: bool) -> Callable:
+    """The ``apply_fn`` of the pmap step: for optlab's MLP/CNN (``layered``) with batch norm,
+    a clone whose BatchNorm averages its statistics over ``AXIS`` (SyncBatchNorm, lecture 03)
+    so that every device normalizes with the global batch's statistics, as the jit path
+    does; the same parameters and paths. Other models are used as given."""
+    if layered and getattr(model, "batchnorm", False):
+        return model.clone(batchnorm_axis_name=AXIS).apply
+    return apply_fn
 
 
 class PmapAdapter:

@@ -77,6 +77,25 @@ def _err(msg: str) -> config_lib.ConfigError:
     return config_lib.ConfigError(msg)
 
 
+def _layered(model: Any) -> bool:
+    """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
+    from optlab.models._cnn import CNN
+    from optlab.models._mlp import MLP
+
+    return isinstance(model, MLP | CNN)
+
+
+def _rematerialized(model: Any, what: str) -> Any:
+    """``--remat``: the model with each layer rematerialized in the backward pass; the
+    parameter paths stay (see ``optlab.models._mlp.maybe_remat``)."""
+    if not _layered(model):
+        raise _err(
+            f"--remat: {what} has no rematerialized layers (only optlab's mlp and cnn have); "
+            "drop --remat, or wrap the model's blocks in flax.linen.remat yourself"
+        )
+    return model.clone(remat=True)
+
+
 def _user_model(model: Any) -> tuple[Callable, Any]:
     """(apply_fn, variables or None) for a linen Module, an NNX module or an adapters.Model."""
     from flax import nnx
@@ -139,6 +158,8 @@ def build_setup(
             raise _err("--tensorboard needs tensorboardX: pip install 'optlab[tensorboard]'")
     if tc.precision not in PRECISIONS:
         raise _err(f"--precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
+    if not isinstance(tc.remat, bool):
+        raise _err(f"--remat is a switch (true or false), got {tc.remat!r}")
 
     if dataset is None:
         try:
@@ -156,7 +177,9 @@ def build_setup(
             raise _err(f"--strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}")
         mesh = make_mesh(tc.mesh) if tc.mesh else default_mesh()
     data_size = mesh.shape["data"]
-    _check_pmap(cfg, mesh)
+    from optlab.parallel._pmap import check_pmap
+
+    check_pmap(cfg, mesh)
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
     if train_batches is None and dc.mode != "full" and dc.batch_size > len(dataset.x_train):
@@ -217,8 +240,12 @@ def build_setup(
             )
         except (ValueError, TypeError) as err:
             raise _err(f"--model {mc.model}: {err}") from err
+        if tc.remat:
+            model = _rematerialized(model, f"--model {mc.model}")
         apply_fn = model.apply
     else:
+        if tc.remat:
+            model = _rematerialized(model, "your model")
         apply_fn, given_variables = _user_model(model)
     tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total)
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
@@ -326,13 +353,14 @@ def build_setup(
     train_step, monitored_step = None, None
     pmap_adapter = None
     if tc.parallel == "pmap":
-        from optlab.parallel._pmap import PmapAdapter, make_pmap_step
+        from optlab.parallel._pmap import PmapAdapter, make_pmap_step, sync_batchnorm
 
         pmap_adapter = PmapAdapter(mesh.devices.flatten(), state_sharding)
+        pmap_apply = sync_batchnorm(model, apply_fn, _layered(model))
         train_step, monitored_step = (
             pmap_adapter.wrap(
                 make_pmap_step(
-                    apply_fn,
+                    pmap_apply,
                     tx,
                     loss=loss,
                     learning_rate_fn=lr_fn,
@@ -371,27 +399,3 @@ def build_setup(
             else {}
         ),
     )
-
-
-def _check_pmap(cfg: config_lib.RunConfig, mesh) -> None:
-    """``--parallel``: jit, or pmap under the layouts a pmap program can express."""
-    dc, tc = cfg.data, cfg.train
-    if tc.parallel not in ("jit", "pmap"):
-        raise _err(f"--parallel: unknown {tc.parallel!r}; choose jit or pmap")
-    if tc.parallel != "pmap":
-        return
-    if tc.strategy != "dp":
-        raise _err(f"--parallel pmap replicates the state: use --strategy dp, not {tc.strategy}")
-    if tc.accumulate > 1:
-        raise _err("--parallel pmap does not accumulate gradients: use --accumulate 1")
-    if tc.precision == "fp16":
-        raise _err("--parallel pmap has no dynamic loss scaling: use --precision fp32 or bf16")
-    if any(size > 1 for axis, size in mesh.shape.items() if axis != "data"):
-        raise _err("--parallel pmap splits the batch only: use a --mesh with data axis alone")
-    if jax.process_count() > 1:
-        raise _err("--parallel pmap runs in one process: use --parallel jit for several")
-    n = mesh.size
-    if dc.mode != "full" and dc.batch_size % n:
-        raise _err(
-            f"--batch-size {dc.batch_size} must divide by the {n} devices of --parallel pmap"
-        )

@@ -1,4 +1,4 @@
-"""Abstract parameters of optlab's models, for the sharding tests."""
+"""Abstract parameters of optlab's models, for the sharding tests; the shared layout runs."""
 
 import jax
 import jax.numpy as jnp
@@ -18,3 +18,12 @@ def abstract_params(name, input_shape, **options):
 @pytest.fixture
 def params_of():
     return abstract_params
+
+
+@pytest.fixture(scope="session")
+def layout_runs(tmp_path_factory):
+    """20 steps of the MLP and the CNN under each layout (tests/parallel/_layouts.py),
+    each trained on first use and shared by the tests of this folder."""
+    from tests.parallel._layouts import Runs
+
+    return Runs(tmp_path_factory.mktemp("layouts"))

@@ -1,5 +1,6 @@
 """Several processes on loopback (jax.distributed, gloo CPU collectives) reproduce the
-single-process run on the same global device count; a missing peer is a clear error.
+single-process run on the same global device count (two processes of two devices, four of
+one); a missing peer is a clear error.
 
 Every run is a subprocess with its own device count (``local_env``: the children would
 inherit this session's 8 devices otherwise) under a wall-clock timeout.
@@ -155,9 +156,12 @@ def test_cli_local_processes_reports_a_missing_flag_combination(tmp_path):
     assert "--coordinator (JAX_COORDINATOR_ADDRESS)" in proc.stderr
 
 
-def test_binary_roc_auc_gathers_every_process_scores(tmp_path):
-    # The per-example positive scores are batch-sharded, so no process sees them all: the
-    # AUC must come from every process's (score, label) pairs and equal the 1-process one.
+def test_four_processes_match_one_process_and_gather_every_score(tmp_path):
+    # Four processes of one device each against one process of four devices. The binary
+    # task's per-example positive scores are batch-sharded, so no process sees them all: the
+    # ROC AUC must come from every process's (score, label) pairs. (Four processes, not two,
+    # here: each process's share is one device's, the finest split; it costs ~13 CPU-seconds
+    # more than two processes of two devices, measured.)
     args = ["--dataset", "synthetic_logistic", "--batch-size", "32", "--steps", "10"]
     args += ["--mesh", "data=4", "--no-progress"]
     subprocess.run(
@@ -167,9 +171,13 @@ def test_binary_roc_auc_gathers_every_process_scores(tmp_path):
         timeout=120,
         capture_output=True,
     )
-    launch_local(2, [*args, "--out", str(tmp_path / "two")], devices_per_process=2, timeout=120)
+    launch_local(4, [*args, "--out", str(tmp_path / "four")], devices_per_process=1, timeout=120)
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
-    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    four = json.loads((tmp_path / "four" / "summary.json").read_text())
+    assert four["devices"] == one["devices"] == 4 and four["steps"] == one["steps"] == 10
+    assert four["test_accuracy"] == one["test_accuracy"]
+    for key in ("test_loss", "val_loss", "train_loss"):
+        np.testing.assert_allclose(four[key], one[key], rtol=RTOL)
     for key in ("test_roc_auc", "val_roc_auc"):
         assert np.isfinite(one[key])
-        np.testing.assert_allclose(two[key], one[key], rtol=1e-6)
+        np.testing.assert_allclose(four[key], one[key], rtol=1e-6)

@@ -1,0 +1,195 @@
+"""``optlab lr-find`` and ``optlab sweep``: the learning-rate range test and vectorized
+hyper-parameter sweeps (lecture 03's coarse-then-fine search) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+from typing import Any
+
+from optlab import config as config_lib
+
+# Lecture 03's coarse grid: what `optlab sweep` tries when no grid flag is given.
+COARSE_RATES = "0.1,0.05,0.03,0.01,0.003,0.001,0.0005,0.0001"
+LIST_FLAGS = ("learning_rate", "momentum", "weight_decay")  # flags that take comma lists
+
+
+def add_lr_find_parser(commands: Any) -> None:
+    from optlab._cli_train import add_run_config_args
+
+    p = commands.add_parser(
+        "lr-find",
+        help="Leslie Smith's learning-rate range test",
+        description="One short run whose learning rate grows exponentially from --min-lr to "
+        "--max-lr, stopped when the smoothed loss diverges. Prints the suggested rate "
+        "(the rate at the smoothed loss's minimum / 10) and writes lr_find.csv and "
+        "lr_find.png into --out. The run's own --learning-rate and --schedule are ignored.",
+        conflict_handler="resolve",  # --steps below replaces the train flag's help
+    )
+    add_run_config_args(p)
+    a = p.add_argument
+    a("--out", help="folder for lr_find.csv and lr_find.png (default runs/lr_find)")
+    a("--min-lr", type=float, default=1e-7, help="the first rate (default 1e-7)")
+    a("--max-lr", type=float, default=10.0, help="the last rate (default 10)")
+    a("--steps", type=int, help="updates in the test (default 100)")
+    a("--smoothing", type=float, default=0.98, help="β of the loss's moving average (0.98)")
+    a(
+        "--diverge-factor",
+        type=float,
+        default=4.0,
+        help="stop once the smoothed loss exceeds this multiple of its best (default 4)",
+    )
+
+
+def add_sweep_parser(commands: Any) -> None:
+    from optlab._cli_train import add_run_config_args
+
+    p = commands.add_parser(
+        "sweep",
+        help="train a grid of hyper-parameters at once (vmap)",
+        description="Train every configuration of a grid (× seeds × folds) at once in one "
+        "vmapped program, spread over all devices; print the table (best marked) and write "
+        "sweep.csv, sweep_summary.csv and sweep.png into --out. Without a grid flag: lecture "
+        f"03's coarse grid of learning rates {COARSE_RATES}. Any train flag sets the base run.",
+        conflict_handler="resolve",  # the list flags below replace the train flags
+    )
+    add_run_config_args(p)
+    a = p.add_argument
+    a("--out", help="folder for the tables and the plot (default runs/sweep)")
+    a("--learning-rate", metavar="A,B,...", help=f"rates to try (default {COARSE_RATES})")
+    a("--momentum", metavar="A,B,...", help="momentum μ values (momentum, nesterov, rmsprop)")
+    a("--weight-decay", metavar="A,B,...", help="decoupled weight decay λ values")
+    a(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=A,B,...",
+        help="any other numeric optimizer argument, e.g. b1=0.8,0.9 (repeatable)",
+    )
+    a("--seeds", default="1", help="N seeds from --seed on, or a list such as 0,5,7 (default 1)")
+    a("--folds", type=int, help="k-fold cross-validation on the training split (lecture 03)")
+    a("--refine", action="store_true", help="then sweep a finer grid around the best")
+    a("--refine-points", type=int, default=5, help="values per refined parameter (5)")
+    a("--refine-factor", type=float, default=3.0, help="reach beyond a grid end (3)")
+
+
+def _numbers(flag: str, raw: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(raw).split(",") if v.strip()]
+    except ValueError as err:
+        raise config_lib.ConfigError(
+            f"{flag}: expected numbers separated by commas, such as 0.1,0.01, got {raw!r}"
+        ) from err
+    if not values or not all(math.isfinite(v) for v in values):
+        raise config_lib.ConfigError(f"{flag}: expected finite numbers, got {raw!r}")
+    return values
+
+
+def _seeds(raw: str) -> int | list[int]:
+    try:
+        values = [int(v) for v in str(raw).split(",") if v.strip()]
+    except ValueError as err:
+        raise config_lib.ConfigError(
+            f"--seeds: expected a count such as 3 or a list such as 0,5,7, got {raw!r}"
+        ) from err
+    if not values or min(values) < 0 or (len(values) == 1 and values[0] < 1):
+        raise config_lib.ConfigError(f"--seeds: expected a count >= 1 or seeds >= 0, got {raw!r}")
+    return values[0] if len(values) == 1 and "," not in str(raw) else values
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    from optlab._cli_train import config_from_args
+    from optlab.lab import lr_find, plot_lr_find
+
+    cfg = config_from_args(args)
+    out = pathlib.Path(args.out or "runs/lr_find")
+    try:
+        result = lr_find(
+            cfg,
+            min_lr=args.min_lr,
+            max_lr=args.max_lr,
+            steps=100 if args.steps is None else args.steps,
+            smoothing=args.smoothing,
+            diverge_factor=args.diverge_factor,
+        )
+    except config_lib.ConfigError:
+        raise
+    except ValueError as err:  # the test's own arguments: --min-lr, --max-lr, ...
+        raise config_lib.ConfigError(str(err)) from err
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out / "lr_find.csv")
+    plot_lr_find(result, out / "lr_find.png")
+    lrs = result.learning_rates
+    if result.diverged:
+        how = f"stopped: the smoothed loss passed {args.diverge_factor:g}× its best"
+    else:
+        how = "never diverged: the best rate may lie above --max-lr"
+    print(f"lr-find: {len(lrs)} steps from {lrs[0]:.3g} to {lrs[-1]:.3g} ({how})")
+    print(
+        f"lowest smoothed loss {result.smoothed_losses.min():.4f} at α = {result.min_loss_lr:.3g}"
+    )
+    print(f"steepest descent at α = {result.steepest_lr:.3g}")
+    print(f"suggested learning rate: {result.suggestion:.3g}  (the minimum's rate / 10)")
+    print(f"wrote {out}/lr_find.csv and {out}/lr_find.png")
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The grid from the list flags; a single value is left in ``args`` for the base run."""
+    from optlab._cli_train import parse_pairs
+
+    grid: dict[str, list[float]] = {}
+    for flag in LIST_FLAGS:
+        raw = getattr(args, flag)
+        if raw is None:
+            continue
+        values = _numbers("--" + flag.replace("_", "-"), raw)
+        if len(values) == 1:
+            setattr(args, flag, values[0])
+        else:
+            grid[flag] = values
+            setattr(args, flag, None)
+    for key, raw in parse_pairs("--grid", args.grid).items():
+        text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+        grid[key] = _numbers(f"--grid {key}", text)
+    if not grid and args.learning_rate is None:
+        grid["learning_rate"] = _numbers("--learning-rate", COARSE_RATES)
+    return grid
+
+
+def _write(result: Any, out: pathlib.Path, name: str) -> None:
+    from optlab.lab import plot_sweep
+
+    result.to_csv(out / f"{name}.csv")
+    result.to_csv(out / f"{name}_summary.csv", summary=True)
+    plot_sweep(result, out / f"{name}.png")
+    print(f"wrote {out}/{name}.csv, {name}_summary.csv and {name}.png")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from optlab._cli_train import config_from_args
+    from optlab.lab import refine, sweep
+
+    grid = _grid(args)
+    seeds = _seeds(args.seeds)
+    cfg = config_from_args(args)
+    out = pathlib.Path(args.out or "runs/sweep")
+    if args.refine and (args.refine_points < 1 or not args.refine_factor > 1):
+        raise config_lib.ConfigError("--refine-points must be >= 1 and --refine-factor > 1")
+    result = sweep(cfg, grid, seeds=seeds, folds=args.folds)
+    print(result.format())
+    print(f"({result.seconds:.1f} s on {result.devices} device(s))")
+    out.mkdir(parents=True, exist_ok=True)
+    _write(result, out, "sweep")
+    if args.refine:
+        try:
+            fine_grid = refine(result, args.refine_factor, args.refine_points)
+        except ValueError as err:
+            raise config_lib.ConfigError(f"--refine: {err}") from err
+        shown = ", ".join(f"{k}: {', '.join(f'{v:g}' for v in vs)}" for k, vs in fine_grid.items())
+        print(f"\nrefined grid around the best: {shown}")
+        fine = sweep(cfg, fine_grid, seeds=seeds, folds=args.folds)
+        print(fine.format())
+        _write(fine, out, "sweep_refined")
+    return 0
