@@ -41,8 +41,8 @@ Nesterov 13, ema 110, Adam 60, L-BFGS 4; on Rosenbrock GD (α = 10⁻³) does no
 target in 2000 steps, heavy-ball takes 568, Adam 715, L-BFGS 32. AdaGrad at the adaptive
 family's rate stalls everywhere (its accumulated denominator only grows, lecture 02) and
 RMSProp rattles around the minimum at a constant rate. On MNIST-1D every first-order method
-reaches 0.3 in 350–600 steps at its best rate (SGD 475 at α = 1, Adam 425, Nadam 350; the
-median adaptive method 400), full-batch L-BFGS only after ~2000 step-equivalents. Both
+reaches 0.3 in 375–600 steps at its best rate (SGD 500 at α = 1, Adam 425, Nadam 375; the
+median adaptive method 425), full-batch L-BFGS only after ~2000 step-equivalents. Both
 verdicts SUPPORTED; the second by a margin of a few evaluation intervals.
 
 Run time: 78 s on the 2-core CPU while other jobs loaded it (40 s of CPU time), most of it

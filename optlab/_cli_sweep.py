@@ -72,6 +72,31 @@ def add_sweep_parser(commands: Any) -> None:
     a("--refine", action="store_true", help="then sweep a finer grid around the best")
     a("--refine-points", type=int, default=5, help="values per refined parameter (5)")
     a("--refine-factor", type=float, default=3.0, help="reach beyond a grid end (3)")
+    a(
+        "--host-devices",
+        type=int,
+        metavar="N",
+        help="on a machine without an accelerator, split the CPU into N devices so that the "
+        "runs spread over its cores (XLA's host device count; e.g. the number of cores)",
+    )
+
+
+def _split_host(n: int) -> None:
+    """``--host-devices N``: N CPU devices, set before JAX starts its CPU backend."""
+    import os
+
+    import jax
+
+    if n < 1:
+        raise config_lib.ConfigError(f"--host-devices must be >= 1, got {n}")
+    flag = "--xla_force_host_platform_device_count"
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
+    os.environ["XLA_FLAGS"] = " ".join([*kept, f"{flag}={n}"])
+    if len(jax.devices("cpu")) != n:
+        raise config_lib.ConfigError(
+            f"--host-devices: JAX's CPU backend had started before the flag was read; set "
+            f"XLA_FLAGS={flag}={n} before starting Python instead"
+        )
 
 
 def _numbers(flag: str, raw: str) -> list[float]:
@@ -171,6 +196,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     from optlab._cli_train import config_from_args
     from optlab.lab import refine, sweep
 
+    if args.host_devices is not None:
+        _split_host(args.host_devices)
     grid = _grid(args)
     seeds = _seeds(args.seeds)
     cfg = config_from_args(args)

@@ -1,6 +1,7 @@
 """``optlab lr-find`` and ``optlab sweep``: tables, files, and one-line errors."""
 
 import csv
+import os
 
 import pytest
 
@@ -73,9 +74,17 @@ def test_sweep_seeds_folds_and_refine(tmp_path, capsys):
         (["sweep", "--folds", "1"], "--folds"),
         (["lr-find", "--min-lr", "0"], "`min_lr`"),
         (["lr-find", "--max-lr", "1e-9"], "`max_lr`"),
+        (["sweep", "--host-devices", "0"], "--host-devices must be >= 1"),
+        # the test session's CPU backend already runs 8 devices: too late to split it in two
+        (
+            ["sweep", "--host-devices", "2"],
+            "set XLA_FLAGS=--xla_force_host_platform_device_count=2",
+        ),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    # --host-devices rewrites XLA_FLAGS: restored after the test for later subprocesses
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     assert main([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("optlab: error: ") and message in err
