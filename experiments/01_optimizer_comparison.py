@@ -45,8 +45,8 @@ reaches 0.3 in 375–600 steps at its best rate (SGD 500 at α = 1, Adam 425, Na
 median adaptive method 425), full-batch L-BFGS only after ~2000 step-equivalents. Both
 verdicts SUPPORTED; the second by a margin of a few evaluation intervals.
 
-Run time: 78 s on the 2-core CPU while other jobs loaded it (40 s of CPU time), most of it
-compiling and running the 40 MNIST-1D runs; ``--quick``: a few seconds of CPU time.
+Run time: 31 s wall (34 s of CPU time) on the idle 2-core CPU here; ``--quick``: a
+few seconds (the smoke test the suite runs).
 """
 
 from __future__ import annotations

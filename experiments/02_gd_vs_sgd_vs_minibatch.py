@@ -31,9 +31,8 @@ dispatches vs 113: 2.2–2.4 s vs 0.04–0.12 s), a GD epoch is the cheapest (0.
 variance of step-to-step loss differences: online 6.2, mini-batch 0.038, GD 7·10⁻⁶. Four
 SUPPORTED verdicts.
 
-Run time: 82 s wall (30 s of CPU time) on a 2-core CPU whose cores other jobs shared
-(load average ~9); most of it is online SGD's 72000 dispatched steps. ``--quick``: a few
-seconds.
+Run time: 21 s wall (26 s of CPU time) on the idle 2-core CPU here; ``--quick``: a
+few seconds (the smoke test the suite runs).
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ order of magnitude, while batch norm alone in a deep plain net makes it sharper 
 (216–998; the gradient explosion of Yang et al., ICLR 2019) and shortcuts alone vary. The
 verdict compares the plain net with both remedies; all three parts SUPPORTED for seeds 0–2.
 
-Run time: 42–59 s on a 2-core CPU shared with other jobs (load average ~9; about 25 s of
-CPU time), most of it compiling part C; ``--quick``: about 10 s on that machine.
+Run time: 20 s wall (25 s of CPU time) on the idle 2-core CPU here; ``--quick``: a
+few seconds (the smoke test the suite runs).
 """
 
 # No ``from __future__ import annotations``: DeepMLP is a flax dataclass, and string

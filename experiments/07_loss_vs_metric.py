@@ -46,9 +46,8 @@ matched training loss (≤ 0.03) validation accuracy SGD+momentum 0.890, Adam 0.
 seed, a 2-point gap (21 of 1000 test signals). The verdict reports whichever this run
 gives.
 
-Run time on a 2-core CPU: about 1 minute (measured on a 2-core machine shared with other
-jobs: 57 s wall, 38 s of CPU; ``--quick``, two optimizers on a tenth of the data, a few
-seconds).
+Run time: 32 s wall (45 s of CPU time) on the idle 2-core CPU here; ``--quick``: a
+few seconds (the smoke test the suite runs).
 
 Writes: ``runs.csv`` (every run: final numbers and its best loss-vs-accuracy window),
 ``curves.csv`` (the logged curves), ``comparison.csv`` (one row per optimizer),

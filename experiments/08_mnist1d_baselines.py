@@ -27,9 +27,8 @@ Expected result (seed 0): test accuracy logistic 0.330, MLP 0.717, CNN 0.920 —
 the paper's 32 / 68 / 94 % of +1.0, +3.7 and −2.0 points, in the paper's order.
 ``--seeds N`` averages N seeds (N times the run time).
 
-Run time on a 2-core CPU: about 30 s (measured on a 2-core machine shared with other
-jobs: 36 s wall, 25 s of CPU; ``--quick``, tiny models on a tenth of the data, a few
-seconds).
+Run time: 20 s wall (29 s of CPU time) on the idle 2-core CPU here; ``--quick``: a
+few seconds (the smoke test the suite runs).
 
 Writes: ``baselines.csv`` (our accuracies beside the paper's, and the paper's GRU and
 human rows), ``baselines.png`` (bar plot) and ``curves.png`` (validation accuracy).
