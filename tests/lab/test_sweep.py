@@ -88,6 +88,16 @@ def test_sweep_equals_the_run_made_alone(result, digits):
     )
 
 
+def test_one_seed_shares_each_batch_and_still_equals_the_run_alone(digits):
+    # One seed and no folds: every run reads the same batch, gathered once per step (the
+    # shared path); the runs must still be the trainer's own.
+    res = sweep(tiny_config(), {"learning_rate": [0.2, 0.05]}, dataset=digits)
+    losses, val, _ = one_at_a_time(tiny_config(learning_rate=0.05), digits)
+    np.testing.assert_allclose(res.losses[1], losses, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(res.table[1]["val_loss"], val["val_loss"], rtol=RTOL, atol=ATOL)
+    assert not np.allclose(res.losses[0], res.losses[1])  # the two rates really differ
+
+
 def test_a_diverging_rate_is_marked_and_never_best(result):
     for row in result.table:
         assert row["diverged"] == (row["learning_rate"] == 1e30)
