@@ -36,7 +36,7 @@ class EncoderBlock(nn.Module):
     param_dtype: Any
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:  # train: static under remat
         kinds = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         dense_kw = {
             "kernel_init": initializers.get(self.kernel_init),
@@ -92,6 +92,7 @@ class Transformer(nn.Module):
     dropout: float = 0.0
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -115,8 +116,11 @@ class Transformer(nn.Module):
         x = x + positions.astype(x.dtype)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        # --remat: each block recomputed in the backward pass; nn.remat keeps the block's
+        # name, so the parameter paths (and the sharding rules on them) do not change.
+        block = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
         for i in range(self.depth):
-            x = EncoderBlock(
+            x = block(
                 self.dim,
                 self.heads,
                 self.mlp_dim,
@@ -126,7 +130,7 @@ class Transformer(nn.Module):
                 self.dtype,
                 self.param_dtype,
                 name=f"block_{i}",
-            )(x, train=train)
+            )(x, train)
         x = nn.LayerNorm(name="norm_final", **kinds)(x)
         x = x.mean(axis=1)
         x = nn.Dense(

@@ -86,12 +86,15 @@ def _layered(model: Any) -> bool:
 
 
 def _rematerialized(model: Any, what: str) -> Any:
-    """``--remat``: the model with each layer rematerialized in the backward pass; the
-    parameter paths stay (see ``optlab.models._mlp.maybe_remat``)."""
-    if not _layered(model):
+    """``--remat``: the model with each layer (transformer: each block) rematerialized in
+    the backward pass; the parameter paths stay (``optlab.models._mlp.maybe_remat``)."""
+    from optlab.models._transformer import Transformer
+
+    if not (_layered(model) or isinstance(model, Transformer)):
         raise _err(
-            f"--remat: {what} has no rematerialized layers (only optlab's mlp and cnn have); "
-            "drop --remat, or wrap the model's blocks in flax.linen.remat yourself"
+            f"--remat: {what} has no rematerialized layers (optlab's mlp, cnn and "
+            "transformer have); drop --remat, or wrap your model's blocks in "
+            "flax.linen.remat yourself"
         )
     return model.clone(remat=True)
 

@@ -22,6 +22,7 @@ import pytest
 
 from optlab import cli
 from optlab._cli_train import config_from_args
+from optlab.config import ConfigError
 from optlab.models import create_model
 from optlab.train import losses
 
@@ -118,13 +119,37 @@ def test_remat_is_in_the_program_handed_to_xla():
     assert texts[True].count("dot_general") == 18
 
 
+def test_transformer_blocks_rematerialized_with_the_same_paths_and_numbers():
+    model = create_model("transformer", num_classes=10, input_shape=(8, 8, 1), depth=2)
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
+    y = jnp.arange(8)
+    variables = jax.jit(lambda x: model.init({"params": jax.random.key(0)}, x, train=False))(x)
+    remat = model.clone(remat=True)
+    init = lambda x: remat.init({"params": jax.random.key(0)}, x, train=False)  # noqa: E731
+    assert jax.tree.structure(jax.eval_shape(init, x)) == jax.tree.structure(variables)
+
+    def grad(module):
+        return jax.jit(lambda p, x: jax.grad(_value(_loss_fn(module, variables, x, y)))(p))
+
+    g0, g1 = (grad(m)(variables["params"], x) for m in (model, remat))
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    text = grad(remat).lower(variables["params"], x).as_text()
+    assert text.count("optimization_barrier") == 2  # one per block
+
+
 def test_remat_flag_and_unsupported_models(tmp_path, capsys):
+    from flax import nnx
+
+    from optlab.train import train
+
     args = cli._parser().parse_args(["train", "--remat"])
     assert config_from_args(args).train.remat is True
     assert config_from_args(cli._parser().parse_args(["train"])).train.remat is False
-    out = tmp_path / "run"
-    flags = ["train", "--model", "transformer", "--remat", "--steps", "1", "--out", str(out)]
-    assert cli.main(flags) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--remat" in err and "transformer" in err, err
-    assert not out.exists()
+    args.out, args.steps = str(tmp_path / "run"), 1
+    cfg = config_from_args(args)
+    own = nnx.Linear(64, 10, rngs=nnx.Rngs(0))  # a user's model: optlab cannot remat it
+    with pytest.raises(ConfigError, match=r"--remat: .* wrap your model's blocks") as err:
+        train(cfg, model=own, progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
