@@ -203,7 +203,7 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="rematerialize: recompute each layer's activations in the backward pass instead "
-        "of keeping them (less memory, one more forward pass; mlp and cnn)",
+        "of keeping them (less memory, one more forward pass; mlp, cnn, transformer)",
     )
     a(
         "--tensorboard",
