@@ -81,6 +81,17 @@ def add_sweep_parser(commands: Any) -> None:
     )
 
 
+def _hint_host_devices(devices: int) -> None:
+    """One CPU device on a machine with several cores: say how to use them all."""
+    import os
+
+    import jax
+
+    cores = os.cpu_count() or 1
+    if devices == 1 and cores > 1 and jax.devices()[0].platform == "cpu":
+        print(f"(one CPU device: --host-devices {cores} spreads the runs over {cores} cores)")
+
+
 def _split_host(n: int) -> None:
     """``--host-devices N``: N CPU devices, set before JAX starts its CPU backend."""
     import os
@@ -207,6 +218,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     result = sweep(cfg, grid, seeds=seeds, folds=args.folds)
     print(result.format())
     print(f"({result.seconds:.1f} s on {result.devices} device(s))")
+    _hint_host_devices(result.devices)
     out.mkdir(parents=True, exist_ok=True)
     _write(result, out, "sweep")
     if args.refine:

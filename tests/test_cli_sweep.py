@@ -89,3 +89,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.startswith("optlab: error: ") and message in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_one_cpu_device_hints_at_host_devices(capsys, monkeypatch):
+    from optlab._cli_sweep import _hint_host_devices
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    _hint_host_devices(1)
+    assert "--host-devices 4 spreads the runs over 4 cores" in capsys.readouterr().out
+    _hint_host_devices(8)  # already spread over several devices: nothing to say
+    assert capsys.readouterr().out == ""
