@@ -51,7 +51,7 @@ from optlab.config import ConfigError, RunConfig
 from optlab.parallel._mesh import PMAP_AXIS
 from optlab.train import losses
 from optlab.train.state import TrainState
-from optlab.train.step import _per_layer
+from optlab.train.step import finish_step, training_forward
 
 AXIS = PMAP_AXIS
 
@@ -76,11 +76,7 @@ def make_pmap_step(
     ``apply_fn``'s batch norm, if any, should average its statistics over ``axis_name``
     (SyncBatchNorm, see the module docstring) to compute the jit path's numbers."""
 
-    def forward(variables, x, key, model_state):
-        if not model_state:
-            out = apply_fn(variables, x, train=True, rngs={"dropout": key})
-            return (out[0] if isinstance(out, tuple) else out), {}
-        return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
+    forward = training_forward(apply_fn)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)  # the jit path's key for this step
@@ -112,57 +108,20 @@ def make_pmap_step(
         # batch stats: already global with a synchronized BatchNorm; replicas kept equal
         model_state = jax.lax.pmean(model_state, axis_name)
 
-        def sumsq(tree):
-            return optax.tree.sum(
-                jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
-            )
-
-        layer_sumsq = jnp.stack([sumsq(layer) for layer in _per_layer(grads)])
-        finite = jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq))
-        apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
-
-        def do_update(_):
-            updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
-            norm = optax.tree.norm(updates) if monitor else jnp.zeros([])
-            return optax.apply_updates(state.params, updates), opt_state, model_state, norm
-
-        def skip(_):
-            return state.params, state.opt_state, state.model_state, jnp.zeros([])
-
-        if skip_nonfinite:
-            new_params, opt_state, model_state, update_norm = jax.lax.cond(
-                apply, do_update, skip, None
-            )
-        else:
-            new_params, opt_state, model_state, update_norm = do_update(None)
-        first_bad_layer = jnp.argmin(jnp.isfinite(layer_sumsq)).astype(jnp.int32)
-        record = (state.first_nonfinite[0] < 0) & ~finite
-        first_nonfinite = jnp.where(
-            record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
+        return finish_step(
+            state,
+            tx,
+            loss_value,
+            grads,
+            model_state,
+            correct,
+            count,
+            loss=loss,
+            learning_rate_fn=learning_rate_fn,
+            skip_nonfinite=skip_nonfinite,
+            stop_after_nonfinite=stop_after_nonfinite,
+            monitor=monitor,
         )
-        metrics = {
-            "loss": loss_value,
-            "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
-            "finite": apply,
-            "loss_scale": state.loss_scale,
-        }
-        if monitor:
-            metrics["grad_norm"] = jnp.sqrt(jnp.sum(layer_sumsq))
-            metrics["layer_grad_norms"] = jnp.sqrt(layer_sumsq)
-            metrics["update_ratio"] = update_norm / jnp.maximum(
-                optax.tree.norm(state.params), 1e-12
-            )
-        if loss == "cross_entropy":
-            metrics["accuracy"] = correct / count
-        new_state = state._replace(
-            step=state.step + 1,
-            params=new_params,
-            opt_state=opt_state,
-            model_state=model_state,
-            first_nonfinite=first_nonfinite,
-            skipped=state.skipped + (~apply).astype(jnp.int32),
-        )
-        return new_state, metrics
 
     # Metrics are reduced over the axis, the same on every device: out_axes=None returns
     # them once instead of (n, ...) copies the host would then have to index every step.

@@ -22,6 +22,106 @@ def _per_layer(params: Any) -> list[Any]:
     return [params[k] for k in params] if isinstance(params, dict) else [params]
 
 
+def training_forward(apply_fn: Callable) -> Callable:
+    """``forward(variables, x, key, model_state) -> (logits, new model_state)`` in training
+    mode, with ``key`` as the dropout key; shared by the jit and pmap steps."""
+
+    def forward(variables, x, key, model_state):
+        if not model_state:  # nothing mutable (no batch norm): plain output
+            out = apply_fn(variables, x, train=True, rngs={"dropout": key})
+            return (out[0] if isinstance(out, tuple) else out), {}
+        return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
+
+    return forward
+
+
+def finish_step(
+    state: TrainState,
+    tx: optax.GradientTransformation,
+    loss_value: jax.Array,
+    grads: Any,
+    model_state: Any,
+    correct: jax.Array,
+    count: jax.Array,
+    *,
+    loss: str,
+    learning_rate_fn: Callable[[jax.Array], jax.Array],
+    skip_nonfinite: bool,
+    stop_after_nonfinite: bool,
+    monitor: bool,
+    dynamic_loss_scale: bool = False,
+    scale_growth_interval: int = 2000,
+) -> tuple[TrainState, dict]:
+    """The step after the gradient (the same for the jit and pmap steps): the non-finite
+    policy, the update (or its skip), the dynamic loss scale, the metrics and the new state.
+    ``loss_value``, ``grads`` and ``correct`` are the whole batch's (already reduced across
+    devices under pmap); ``count`` is its number of real examples."""
+
+    # One pass over the gradients gives finiteness, the first bad layer and the norms.
+    def sumsq(tree):
+        return optax.tree.sum(
+            jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
+        )
+
+    layer_sumsq = jnp.stack([sumsq(layer) for layer in _per_layer(grads)])
+    finite = jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq))
+    apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
+    loss_scale, good_steps = state.loss_scale, state.good_steps
+    failed = ~finite
+    if dynamic_loss_scale:  # an overflow with a finite loss only shrinks the scale
+        overflow = ~finite & jnp.isfinite(loss_value) & (state.loss_scale > 1.0)
+        failed = ~finite & ~overflow
+        grow = finite & (good_steps + 1 >= scale_growth_interval)
+        loss_scale = jnp.where(
+            overflow, loss_scale / 2, jnp.where(grow, loss_scale * 2, loss_scale)
+        )
+        good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
+
+    def do_update(_):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
+        norm = optax.tree.norm(updates) if monitor else jnp.zeros([])
+        return optax.apply_updates(state.params, updates), opt_state, model_state, norm
+
+    def skip(_):
+        return state.params, state.opt_state, state.model_state, jnp.zeros([])
+
+    if skip_nonfinite:  # a skipped step costs nothing: the update is not even computed
+        new_params, opt_state, model_state, update_norm = jax.lax.cond(apply, do_update, skip, None)
+    else:
+        new_params, opt_state, model_state, update_norm = do_update(None)
+
+    first_bad_layer = jnp.argmin(jnp.isfinite(layer_sumsq)).astype(jnp.int32)
+    record = (state.first_nonfinite[0] < 0) & failed
+    first_nonfinite = jnp.where(
+        record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
+    )
+    metrics = {
+        "loss": loss_value,
+        "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
+        "finite": apply,
+        "loss_scale": loss_scale,
+    }
+    if monitor:
+        param_norm = optax.tree.norm(state.params)
+        metrics["grad_norm"] = jnp.sqrt(jnp.sum(layer_sumsq))
+        metrics["layer_grad_norms"] = jnp.sqrt(layer_sumsq)
+        metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
+    if loss == "cross_entropy":
+        metrics["accuracy"] = correct / count
+    new_state = TrainState(
+        step=state.step + 1,
+        params=new_params,
+        opt_state=opt_state,
+        rng=state.rng,
+        model_state=model_state,
+        first_nonfinite=first_nonfinite,
+        skipped=state.skipped + (~apply).astype(jnp.int32),
+        loss_scale=loss_scale,
+        good_steps=good_steps,
+    )
+    return new_state, metrics
+
+
 def make_train_step(
     apply_fn: Callable,
     tx: optax.GradientTransformation,
@@ -57,11 +157,7 @@ def make_train_step(
     a failure, and ``scale_growth_interval`` good steps in a row double it.
     """
 
-    def forward(variables, x, key, model_state):
-        if not model_state:  # nothing mutable (no batch norm): plain output
-            out = apply_fn(variables, x, train=True, rngs={"dropout": key})
-            return (out[0] if isinstance(out, tuple) else out), {}
-        return apply_fn(variables, x, train=True, rngs={"dropout": key}, mutable=list(model_state))
+    forward = training_forward(apply_fn)
 
     def micro_sums(params, model_state, batch, key, scale, count):
         x = batch["x"]
@@ -107,72 +203,22 @@ def make_train_step(
             )
         if dynamic_loss_scale:
             grads = jax.tree.map(lambda g: (g / scale).astype(g.dtype), grads)
-
-        # One pass over the gradients gives finiteness, the first bad layer and the norms.
-        def sumsq(tree):
-            return optax.tree.sum(
-                jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
-            )
-
-        layer_sumsq = jnp.stack([sumsq(layer) for layer in _per_layer(grads)])
-        finite = jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq))
-        apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
-        loss_scale, good_steps = state.loss_scale, state.good_steps
-        failed = ~finite
-        if dynamic_loss_scale:  # an overflow with a finite loss only shrinks the scale
-            overflow = ~finite & jnp.isfinite(loss_value) & (state.loss_scale > 1.0)
-            failed = ~finite & ~overflow
-            grow = finite & (good_steps + 1 >= scale_growth_interval)
-            loss_scale = jnp.where(
-                overflow, loss_scale / 2, jnp.where(grow, loss_scale * 2, loss_scale)
-            )
-            good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
-
-        def do_update(_):
-            updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
-            norm = optax.tree.norm(updates) if monitor else jnp.zeros([])
-            return optax.apply_updates(state.params, updates), opt_state, model_state, norm
-
-        def skip(_):
-            return state.params, state.opt_state, state.model_state, jnp.zeros([])
-
-        if skip_nonfinite:  # a skipped step costs nothing: the update is not even computed
-            new_params, opt_state, model_state, update_norm = jax.lax.cond(
-                apply, do_update, skip, None
-            )
-        else:
-            new_params, opt_state, model_state, update_norm = do_update(None)
-
-        first_bad_layer = jnp.argmin(jnp.isfinite(layer_sumsq)).astype(jnp.int32)
-        record = (state.first_nonfinite[0] < 0) & failed
-        first_nonfinite = jnp.where(
-            record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
+        return finish_step(
+            state,
+            tx,
+            loss_value,
+            grads,
+            model_state,
+            correct,
+            count,
+            loss=loss,
+            learning_rate_fn=learning_rate_fn,
+            skip_nonfinite=skip_nonfinite,
+            stop_after_nonfinite=stop_after_nonfinite,
+            dynamic_loss_scale=dynamic_loss_scale,
+            scale_growth_interval=scale_growth_interval,
+            monitor=monitor,
         )
-        metrics = {
-            "loss": loss_value,
-            "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
-            "finite": apply,
-            "loss_scale": loss_scale,
-        }
-        if monitor:
-            param_norm = optax.tree.norm(state.params)
-            metrics["grad_norm"] = jnp.sqrt(jnp.sum(layer_sumsq))
-            metrics["layer_grad_norms"] = jnp.sqrt(layer_sumsq)
-            metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
-        if loss == "cross_entropy":
-            metrics["accuracy"] = correct / count
-        new_state = TrainState(
-            step=state.step + 1,
-            params=new_params,
-            opt_state=opt_state,
-            rng=state.rng,
-            model_state=model_state,
-            first_nonfinite=first_nonfinite,
-            skipped=state.skipped + (~apply).astype(jnp.int32),
-            loss_scale=loss_scale,
-            good_steps=good_steps,
-        )
-        return new_state, metrics
 
     return train_step
 
