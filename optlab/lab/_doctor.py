@@ -32,6 +32,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optlab import config as config_lib
+from optlab.train.losses import per_example_loss
 
 __all__ = ["CHECKS", "Check", "DoctorReport", "doctor"]
 
@@ -117,15 +118,6 @@ def _positive_int(name: str, value: Any, fix: str) -> int:
     return value
 
 
-def _per_example_loss64(loss_name: str, logits: jax.Array, y: jax.Array) -> jax.Array:
-    """``optlab.train.losses.per_example_loss`` without its float32 cast (the gradient check
-    needs float64 all the way)."""
-    if loss_name == "cross_entropy":
-        log_probs = jax.nn.log_softmax(logits)
-        return -jnp.take_along_axis(log_probs, y[:, None].astype(jnp.int32), axis=1)[:, 0]
-    return 0.5 * jnp.sum((logits - y.reshape(logits.shape)) ** 2, axis=-1)
-
-
 def _logits(out: Any) -> jax.Array:
     return out[0] if isinstance(out, tuple) else out
 
@@ -181,7 +173,7 @@ def doctor(
     Raises:
       optlab.config.ConfigError: a bad config or argument (the message names it).
     """
-    from optlab.train.setup import _user_model, build_setup
+    from optlab.train.setup import build_setup
 
     _positive_int("subset", subset, "Use e.g. subset=32.")
     _positive_int("overfit_steps", overfit_steps, "Use e.g. overfit_steps=300.")
@@ -200,7 +192,7 @@ def doctor(
     cfg.train.precision, cfg.train.parallel = "fp32", "jit"
     cfg.train.mesh, cfg.train.strategy = None, "dp"
     setup = build_setup(cfg, model=model, dataset=dataset)
-    apply_fn = _user_model(setup.model)[0]
+    apply_fn = setup.apply_fn
     ds = setup.dataset
     classification = ds.task == "classification"
     loss_name = "cross_entropy" if classification else "mse"
@@ -210,8 +202,6 @@ def doctor(
 
     def evaluate(params, model_state, x, y):
         logits = _logits(apply_fn({"params": params, **model_state}, x, train=False))
-        from optlab.train.losses import per_example_loss
-
         loss = jnp.mean(per_example_loss(loss_name, logits, y))
         correct = jnp.mean(jnp.argmax(logits, -1) == y) if classification else jnp.zeros([])
         return loss, correct, jnp.std(logits)
@@ -353,7 +343,7 @@ def _gradient_check(
         def loss(w):
             variables = {"params": unravel(w), **ms64}
             out = apply_fn(variables, x64, train=True, rngs={"dropout": key}, mutable=mutable)
-            return jnp.mean(_per_example_loss64(loss_name, _logits(out).astype(jnp.float64), y64))
+            return jnp.mean(per_example_loss(loss_name, _logits(out).astype(jnp.float64), y64))
 
         sizes = [leaf.size for leaf in jax.tree.leaves(p64)]
         starts = np.cumsum([0, *sizes])

@@ -166,3 +166,22 @@ def from_linen(
     params_key, dropout_key = jax.random.split(key)
     variables = module.init({"params": params_key, "dropout": dropout_key}, x, train=False)
     return Model(module.apply, dict(variables))
+
+
+def as_apply(model: Any) -> tuple[Callable[..., Any], dict[str, Any] | None]:
+    """``(apply_fn, variables or None)`` for any model the trainer takes: a flax linen Module
+    (its variables come from ``init``: None), a flax NNX module, or a ``Model``.
+
+    Raises:
+      TypeError: anything else (the message lists what is accepted).
+    """
+    if isinstance(model, nnx.Module):
+        model = from_nnx(model)
+    if isinstance(model, Model):
+        return model.apply, dict(model.variables)
+    if hasattr(model, "apply") and hasattr(model, "init"):
+        return model.apply, None
+    raise TypeError(
+        "model: pass a flax linen Module, a flax.nnx Module, or "
+        "optlab.models.from_apply(apply_fn, params) for a pure function"
+    )

@@ -16,13 +16,14 @@ LOSSES = ("cross_entropy", "mse")
 
 
 def per_example_loss(name: str, logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Cross-entropy −log softmax(z)_y for integer labels, or ½‖z − y‖² (summed over outputs)."""
-    logits = logits.astype(jnp.float32)
+    """Cross-entropy −log softmax(z)_y for integer labels, or ½‖z − y‖² (summed over outputs),
+    computed in at least float32 (bf16/f16 logits are widened; float64 stays float64)."""
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     if name == "cross_entropy":
         log_probs = jax.nn.log_softmax(logits)
         return -jnp.take_along_axis(log_probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
     if name == "mse":
-        targets = targets.reshape(logits.shape).astype(jnp.float32)
+        targets = targets.reshape(logits.shape).astype(logits.dtype)
         return 0.5 * jnp.sum((logits - targets) ** 2, axis=-1)
     raise ValueError(f"loss: unknown {name!r}; choose from {LOSSES}")
 

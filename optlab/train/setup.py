@@ -46,6 +46,7 @@ class Setup:
     params_template: Any
     dataset: Any
     model: Any
+    apply_fn: Callable  # the model's apply(variables, x, train=, rngs=, mutable=)
     # --parallel pmap: the loop's state is replicated (n, ...); these convert it at the edges
     # (identity on the jit path). See optlab.parallel._pmap.PmapAdapter.
     replicate: Callable = lambda state: state
@@ -99,24 +100,6 @@ def _rematerialized(model: Any, what: str) -> Any:
     return model.clone(remat=True)
 
 
-def _user_model(model: Any) -> tuple[Callable, Any]:
-    """(apply_fn, variables or None) for a linen Module, an NNX module or an adapters.Model."""
-    from flax import nnx
-
-    from optlab.models.adapters import Model, from_nnx
-
-    if isinstance(model, nnx.Module):
-        model = from_nnx(model)
-    if isinstance(model, Model):
-        return model.apply, dict(model.variables)
-    if hasattr(model, "apply") and hasattr(model, "init"):
-        return model.apply, None
-    raise _err(
-        "model: pass a flax linen Module, a flax.nnx Module, or "
-        "optlab.models.from_apply(apply_fn, params) for a pure function"
-    )
-
-
 def build_setup(
     cfg: config_lib.RunConfig,
     *,
@@ -139,6 +122,7 @@ def build_setup(
     """
     from optlab.data import BatchIterator, load_dataset
     from optlab.models import create_model
+    from optlab.models.adapters import as_apply
 
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     for name, value in (
@@ -249,7 +233,10 @@ def build_setup(
     else:
         if tc.remat:
             model = _rematerialized(model, "your model")
-        apply_fn, given_variables = _user_model(model)
+        try:
+            apply_fn, given_variables = as_apply(model)
+        except TypeError as err:
+            raise _err(str(err)) from err
     tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total)
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
@@ -396,6 +383,7 @@ def build_setup(
         params_template=abstract.params,
         dataset=dataset,
         model=model,
+        apply_fn=apply_fn,
         **(
             {"replicate": pmap_adapter.replicate, "unreplicate": pmap_adapter.unreplicate}
             if pmap_adapter
