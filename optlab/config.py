@@ -18,10 +18,7 @@ import optax
 
 import optlab
 from optlab import schedules
-
-
-class ConfigError(ValueError):
-    """A mistake in the run configuration; the message names the field and the fix."""
+from optlab.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -76,7 +73,7 @@ class TrainConfig:
     tensorboard: bool = False  # also write TensorBoard event files (needs tensorboardX)
     mesh: str | None = None  # e.g. "data=4,model=2"; None: one device
     strategy: str = "dp"  # dp, fsdp, tp, dp+tp, zero1, krizhevsky (optlab.parallel)
-    parallel: str = "jit"  # "jit" (shardings on the mesh) or "pmap" (optlab.parallel._pmap)
+    parallel: str = "jit"  # "jit" (shardings on the mesh) or "pmap" (optlab.train.pmap_step)
     remat: bool = False  # recompute each layer's activations in the backward pass (mlp, cnn)
 
 

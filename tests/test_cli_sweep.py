@@ -92,7 +92,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, monke
 
 
 def test_one_cpu_device_hints_at_host_devices(capsys, monkeypatch):
-    from optlab._cli_sweep import _hint_host_devices
+    from optlab.cli.sweep import _hint_host_devices
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     _hint_host_devices(1)

@@ -213,7 +213,7 @@ def doctor(
     fits = [name for name in ("overfit_subset", "regularization_raises_loss") if name in checks]
     if fits:
         done += _overfit_and_regularize(
-            cfg, apply_fn, evaluate, params, model_state, ds, loss_name, subset, overfit_steps, l2
+            cfg, setup.spec, apply_fn, evaluate, params, model_state, ds, subset, overfit_steps, l2
         )
         done = [check for check in done if check.name in checks]
     if "gradient_check" in checks:
@@ -249,7 +249,7 @@ def _initial_loss(evaluate, params, model_state, ds, n: int) -> Check:
 
 
 def _overfit_and_regularize(
-    cfg, apply_fn, evaluate, params, model_state, ds, loss_name, n, steps, l2
+    cfg, spec, apply_fn, evaluate, params, model_state, ds, n, steps, l2
 ) -> list[Check]:
     from optlab import l2_penalty
     from optlab.train.state import create_state
@@ -266,11 +266,17 @@ def _overfit_and_regularize(
     def chained(lam: float):
         return optax.chain(optax.inject_hyperparams(l2_penalty)(lam=lam), tx)
 
-    step = jax.jit(
-        make_train_step(
-            apply_fn, chained(0.0), loss=loss_name, learning_rate_fn=lr_fn, monitor=False
-        )
+    # the trainer's step on one full batch of n examples: no accumulation, augmentation or
+    # loss scaling, and a non-finite step is skipped (the check then fails on its numbers)
+    spec = dataclasses.replace(
+        spec,
+        learning_rate_fn=lr_fn,
+        accumulate=1,
+        augment=None,
+        loss_scaling=False,
+        nonfinite="skip",
     )
+    step = jax.jit(make_train_step(apply_fn, chained(0.0), spec))
 
     def fit(lam: float):
         state = create_state(params, chained(lam).init(params), cfg.train.seed, model_state)

@@ -271,21 +271,12 @@ def lr_find(
     index, mask = batch_order(np.arange(len(ds.x_train)), tc.seed, cfg, steps)
     if tc.accumulate > 1:
         index, mask = (a.reshape(steps, tc.accumulate, -1) for a in (index, mask))
-    augment_fn = None
-    if cfg.data.augment:
-        from optlab.data.augment import augment
-
-        augment_fn = lambda key, x: augment(key, x, tuple(cfg.data.augment))  # noqa: E731
-    step_fn = make_train_step(
-        setup.model.apply,
-        tx,
-        loss="cross_entropy" if ds.task == "classification" else "mse",
-        learning_rate_fn=lambda _: jnp.zeros([]),
-        accumulate=tc.accumulate,
-        augment=augment_fn,
-        dynamic_loss_scale=tc.precision == "fp16",
-        monitor=False,
+    # the trainer's step; the rate is injected each step, and divergence is what the test
+    # looks for: a non-finite step is skipped, never a reason to stop
+    spec = dataclasses.replace(
+        setup.spec, learning_rate_fn=lambda _: jnp.zeros([]), nonfinite="skip"
     )
+    step_fn = make_train_step(setup.apply_fn, tx, spec)
 
     def step(state, lr, t, data, index, mask):
         opt_state = sweep_tx.set_hyperparams(state.opt_state, {"learning_rate": lr})

@@ -14,6 +14,7 @@ sharded over a 1-D mesh of all of them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -174,32 +175,17 @@ def sweep(
     eval_mask = eval_mask.reshape(width, chunks, chunk)
 
     # -- the programs ---------------------------------------------------------------------
-    loss = "cross_entropy" if ds.task == "classification" else "mse"
-    augment_fn = None
-    if dc.augment:
-        from optlab.data.augment import augment
-
-        augment_fn = lambda key, x: augment(key, x, tuple(dc.augment))  # noqa: E731
-    fp16 = tc.precision == "fp16"
+    loss = setup.spec.loss
     tx = injected(**{k: v[0] for k, v in resolved.items()})  # updates read the state's values
-    step_fn = make_train_step(
-        model.apply,
-        tx,
-        loss=loss,
-        learning_rate_fn=lambda _: jnp.zeros([]),
-        accumulate=tc.accumulate,
-        skip_nonfinite=True,
-        stop_after_nonfinite=tc.nonfinite == "stop",
-        augment=augment_fn,
-        dynamic_loss_scale=fp16,
-        monitor=False,
-    )
+    # the trainer's step; its rate lives in each run's injected state, not in a schedule
+    spec = dataclasses.replace(setup.spec, learning_rate_fn=lambda _: jnp.zeros([]))
+    step_fn = make_train_step(model.apply, tx, spec)
     classes = max(ds.num_classes, 1)
 
     def init_run(variables, seed, hp):  # one run's state from its seed's variables
         variables = dict(variables)
         params = variables.pop("params")
-        scale = INITIAL_LOSS_SCALE if fp16 else 1.0
+        scale = INITIAL_LOSS_SCALE if spec.loss_scaling else 1.0
         opt_state = injected(**hp).init(params)
         return create_state(params, opt_state, seed, variables, loss_scale=scale)
 

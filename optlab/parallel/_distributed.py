@@ -47,7 +47,7 @@ def _env_int(name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        from optlab.config import ConfigError
+        from optlab.errors import ConfigError
 
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
@@ -83,7 +83,7 @@ def initialize(
     """
     import jax
 
-    from optlab.config import ConfigError
+    from optlab.errors import ConfigError
 
     if jax.distributed.is_initialized():
         return True

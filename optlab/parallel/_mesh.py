@@ -10,7 +10,7 @@ from typing import Any
 import jax
 from jax.sharding import AxisType, Mesh
 
-from optlab.config import ConfigError
+from optlab.errors import ConfigError
 
 AXES: tuple[str, ...] = ("data", "model")
 """The mesh axis names optlab knows, in the order the mesh lays them out (data outermost)."""

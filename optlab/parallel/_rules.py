@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab._param_groups import _key_name, param_paths
-from optlab.config import ConfigError
+from optlab.errors import ConfigError
 
 STRATEGIES: tuple[str, ...] = ("dp", "fsdp", "tp", "dp+tp", "zero1", "krizhevsky")
 """dp: all replicated; fsdp: params and state split on ``data``; tp, dp+tp: kernels split on

@@ -11,12 +11,14 @@ Five lines::
 """
 
 from optlab.train.loop import NonFiniteError, RunResult, evaluate, restore_run, run, train
+from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
 
 __all__ = [
     "NonFiniteError",
     "RunResult",
+    "StepSpec",
     "TrainState",
     "create_state",
     "evaluate",

@@ -16,6 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
+from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
 
@@ -38,6 +39,7 @@ class Setup:
     init_state: Callable[[], TrainState]
     abstract_state: Any
     next_batch: Callable[[], dict]  # the host's next training batch (rows, or indices)
+    spec: StepSpec  # the step, described once (the lab's steps replace parts of it)
     train_step: Callable
     monitored_step: Callable  # the same step plus gradient norms and update ratio (logged steps)
     eval_step: Callable
@@ -48,7 +50,7 @@ class Setup:
     model: Any
     apply_fn: Callable  # the model's apply(variables, x, train=, rngs=, mutable=)
     # --parallel pmap: the loop's state is replicated (n, ...); these convert it at the edges
-    # (identity on the jit path). See optlab.parallel._pmap.PmapAdapter.
+    # (identity on the jit path). See optlab.train.pmap_step.PmapAdapter.
     replicate: Callable = lambda state: state
     unreplicate: Callable = lambda state: state
 
@@ -164,7 +166,7 @@ def build_setup(
             raise _err(f"--strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}")
         mesh = make_mesh(tc.mesh) if tc.mesh else default_mesh()
     data_size = mesh.shape["data"]
-    from optlab.parallel._pmap import check_pmap
+    from optlab.train.pmap_step import check_pmap
 
     check_pmap(cfg, mesh)
     processes = jax.process_count()
@@ -283,19 +285,17 @@ def build_setup(
     ):
         device_data = jax.device_put({"x": dataset.x_train, "y": dataset.y_train}, replicated)
 
-    def compiled_step(monitor: bool):
-        step_fn = make_train_step(
-            apply_fn,
-            tx,
-            loss=loss,
-            learning_rate_fn=lr_fn,
-            accumulate=tc.accumulate,
-            skip_nonfinite=True,
-            stop_after_nonfinite=tc.nonfinite == "stop",
-            augment=augment_fn,
-            dynamic_loss_scale=tc.precision == "fp16",
-            monitor=monitor,
-        )
+    spec = StepSpec(
+        loss=loss,
+        learning_rate_fn=lr_fn,
+        accumulate=tc.accumulate,
+        nonfinite=tc.nonfinite,
+        loss_scaling=tc.precision == "fp16",
+        augment=augment_fn,
+    )
+
+    def compiled_step(spec: StepSpec):
+        step_fn = make_train_step(apply_fn, tx, spec)
         if device_data is None:
             return jax.jit(
                 step_fn,
@@ -343,28 +343,16 @@ def build_setup(
     train_step, monitored_step = None, None
     pmap_adapter = None
     if tc.parallel == "pmap":
-        from optlab.parallel._pmap import PmapAdapter, make_pmap_step, sync_batchnorm
+        from optlab.train.pmap_step import PmapAdapter, make_pmap_step, sync_batchnorm
 
         pmap_adapter = PmapAdapter(mesh.devices.flatten(), state_sharding)
         pmap_apply = sync_batchnorm(model, apply_fn, _layered(model))
         train_step, monitored_step = (
-            pmap_adapter.wrap(
-                make_pmap_step(
-                    pmap_apply,
-                    tx,
-                    loss=loss,
-                    learning_rate_fn=lr_fn,
-                    skip_nonfinite=True,
-                    stop_after_nonfinite=tc.nonfinite == "stop",
-                    augment=augment_fn,
-                    monitor=monitor,
-                    devices=pmap_adapter.devices,
-                )
-            )
-            for monitor in (False, True)
+            pmap_adapter.wrap(make_pmap_step(pmap_apply, tx, s, devices=pmap_adapter.devices))
+            for s in (spec, spec.monitored())
         )
     else:
-        train_step, monitored_step = compiled_step(monitor=False), compiled_step(monitor=True)
+        train_step, monitored_step = compiled_step(spec), compiled_step(spec.monitored())
 
     return Setup(
         mesh=mesh,
@@ -375,6 +363,7 @@ def build_setup(
         init_state=jax.jit(init_fn, out_shardings=state_sharding),
         abstract_state=abstract_state,
         next_batch=train_iter.next_indices if device_data is not None else train_iter.__next__,
+        spec=spec,
         train_step=train_step,
         monitored_step=monitored_step,
         eval_step=eval_step,

@@ -1,15 +1,23 @@
-"""Pure train and eval steps: ``state, metrics = train_step(state, batch)``; no I/O."""
+"""Pure train and eval steps: ``state, metrics = train_step(state, batch)``; no I/O.
+
+``make_train_step(apply_fn, tx, spec)`` builds the jit path's step from a ``StepSpec``;
+``optlab.train.pmap_step`` builds the pmap path's from the same spec. Both end in
+``finish_step``, which composes three small pure functions: ``nonfinite_guard`` (is the
+step finite, and where not), ``update_loss_scale`` (float16's dynamic scale) and
+``step_metrics``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from optlab.train import losses
+from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState
 
 
@@ -35,87 +43,124 @@ def training_forward(apply_fn: Callable) -> Callable:
     return forward
 
 
-def finish_step(
-    state: TrainState,
-    tx: optax.GradientTransformation,
-    loss_value: jax.Array,
-    grads: Any,
-    model_state: Any,
-    correct: jax.Array,
-    count: jax.Array,
-    *,
-    loss: str,
-    learning_rate_fn: Callable[[jax.Array], jax.Array],
-    skip_nonfinite: bool,
-    stop_after_nonfinite: bool,
-    monitor: bool,
-    dynamic_loss_scale: bool = False,
-    scale_growth_interval: int = 2000,
-) -> tuple[TrainState, dict]:
-    """The step after the gradient (the same for the jit and pmap steps): the non-finite
-    policy, the update (or its skip), the dynamic loss scale, the metrics and the new state.
-    ``loss_value``, ``grads`` and ``correct`` are the whole batch's (already reduced across
-    devices under pmap); ``count`` is its number of real examples."""
+def batch_loss(spec: StepSpec, logits: jax.Array, batch: dict, count: jax.Array):
+    """(this batch's share of the mean loss over ``count`` real examples, correct count)."""
+    per_example = losses.per_example_loss(spec.loss, logits, batch["y"])
+    mask = batch["mask"].astype(jnp.float32)
+    correct = jnp.zeros([])
+    if spec.loss == "cross_entropy":
+        correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
+    return jnp.sum(per_example * mask) / count, correct
 
-    # One pass over the gradients gives finiteness, the first bad layer and the norms.
+
+class Gradient(NamedTuple):
+    """A whole batch's loss and gradient (already reduced across devices under pmap)."""
+
+    loss: jax.Array
+    grads: Any
+    model_state: Any
+    correct: jax.Array  # correctly classified real examples (0 for regression)
+    count: jax.Array  # real examples in the batch
+
+
+class Guard(NamedTuple):
+    finite: jax.Array  # the loss and every gradient are finite
+    layer_sumsq: jax.Array  # Σg² per top-level layer (norms for monitoring)
+
+
+def nonfinite_guard(loss_value: jax.Array, grads: Any) -> Guard:
+    """One pass over the gradients: finiteness and each layer's Σg²."""
+
     def sumsq(tree):
         return optax.tree.sum(
             jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))), tree)
         )
 
     layer_sumsq = jnp.stack([sumsq(layer) for layer in _per_layer(grads)])
-    finite = jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq))
-    apply = finite & (state.first_nonfinite[0] < 0) if stop_after_nonfinite else finite
-    loss_scale, good_steps = state.loss_scale, state.good_steps
-    failed = ~finite
-    if dynamic_loss_scale:  # an overflow with a finite loss only shrinks the scale
-        overflow = ~finite & jnp.isfinite(loss_value) & (state.loss_scale > 1.0)
-        failed = ~finite & ~overflow
-        grow = finite & (good_steps + 1 >= scale_growth_interval)
-        loss_scale = jnp.where(
-            overflow, loss_scale / 2, jnp.where(grow, loss_scale * 2, loss_scale)
+    return Guard(jnp.isfinite(loss_value) & jnp.isfinite(jnp.sum(layer_sumsq)), layer_sumsq)
+
+
+def update_loss_scale(
+    state: TrainState, finite: jax.Array, loss_value: jax.Array, growth_interval: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Dynamic loss scaling: ``(loss_scale, good_steps, failed)``. An overflow (non-finite
+    gradients with a finite loss, while the scale can still shrink) halves the scale and
+    is not a failure; ``growth_interval`` good steps in a row double it."""
+    overflow = ~finite & jnp.isfinite(loss_value) & (state.loss_scale > 1.0)
+    grow = finite & (state.good_steps + 1 >= growth_interval)
+    scale = state.loss_scale
+    scale = jnp.where(overflow, scale / 2, jnp.where(grow, scale * 2, scale))
+    good_steps = jnp.where(finite & ~grow, state.good_steps + 1, 0)
+    return scale, good_steps, ~finite & ~overflow
+
+
+def step_metrics(
+    spec: StepSpec,
+    state: TrainState,
+    gradient: Gradient,
+    guard: Guard,
+    applied: jax.Array,
+    update_norm: jax.Array,
+    loss_scale: jax.Array,
+) -> dict:
+    """The step's metrics (the host pulls them at the logging cadence only)."""
+    metrics = {
+        "loss": gradient.loss,
+        "learning_rate": jnp.asarray(spec.learning_rate_fn(state.step), jnp.float32),
+        "finite": applied,
+        "loss_scale": loss_scale,
+    }
+    if spec.monitor:
+        param_norm = optax.tree.norm(state.params)
+        metrics["grad_norm"] = jnp.sqrt(jnp.sum(guard.layer_sumsq))
+        metrics["layer_grad_norms"] = jnp.sqrt(guard.layer_sumsq)
+        metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
+    if spec.loss == "cross_entropy":
+        metrics["accuracy"] = gradient.correct / gradient.count
+    return metrics
+
+
+def finish_step(
+    spec: StepSpec, tx: optax.GradientTransformation, state: TrainState, gradient: Gradient
+) -> tuple[TrainState, dict]:
+    """The step after the gradient (the same for the jit and pmap steps): the non-finite
+    guard, the update (or its skip: a skipped step computes no update), the loss scale,
+    the metrics and the new state."""
+    guard = nonfinite_guard(gradient.loss, gradient.grads)
+    applied = guard.finite
+    if spec.stop_after_nonfinite:
+        applied = applied & (state.first_nonfinite[0] < 0)
+    loss_scale, good_steps, failed = state.loss_scale, state.good_steps, ~guard.finite
+    if spec.loss_scaling:
+        loss_scale, good_steps, failed = update_loss_scale(
+            state, guard.finite, gradient.loss, spec.scale_growth_interval
         )
-        good_steps = jnp.where(finite & ~grow, good_steps + 1, 0)
 
     def do_update(_):
-        updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss_value)
-        norm = optax.tree.norm(updates) if monitor else jnp.zeros([])
-        return optax.apply_updates(state.params, updates), opt_state, model_state, norm
+        updates, opt_state = tx.update(
+            gradient.grads, state.opt_state, state.params, value=gradient.loss
+        )
+        norm = optax.tree.norm(updates) if spec.monitor else jnp.zeros([])
+        return optax.apply_updates(state.params, updates), opt_state, gradient.model_state, norm
 
     def skip(_):
         return state.params, state.opt_state, state.model_state, jnp.zeros([])
 
-    if skip_nonfinite:  # a skipped step costs nothing: the update is not even computed
-        new_params, opt_state, model_state, update_norm = jax.lax.cond(apply, do_update, skip, None)
-    else:
-        new_params, opt_state, model_state, update_norm = do_update(None)
+    params, opt_state, model_state, update_norm = jax.lax.cond(applied, do_update, skip, None)
 
-    first_bad_layer = jnp.argmin(jnp.isfinite(layer_sumsq)).astype(jnp.int32)
+    first_bad_layer = jnp.argmin(jnp.isfinite(guard.layer_sumsq)).astype(jnp.int32)
     record = (state.first_nonfinite[0] < 0) & failed
     first_nonfinite = jnp.where(
         record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
     )
-    metrics = {
-        "loss": loss_value,
-        "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
-        "finite": apply,
-        "loss_scale": loss_scale,
-    }
-    if monitor:
-        param_norm = optax.tree.norm(state.params)
-        metrics["grad_norm"] = jnp.sqrt(jnp.sum(layer_sumsq))
-        metrics["layer_grad_norms"] = jnp.sqrt(layer_sumsq)
-        metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
-    if loss == "cross_entropy":
-        metrics["accuracy"] = correct / count
-    new_state = TrainState(
+    metrics = step_metrics(spec, state, gradient, guard, applied, update_norm, loss_scale)
+    new_state = state._replace(
         step=state.step + 1,
-        params=new_params,
+        params=params,
         opt_state=opt_state,
-        rng=state.rng,
         model_state=model_state,
         first_nonfinite=first_nonfinite,
-        skipped=state.skipped + (~apply).astype(jnp.int32),
+        skipped=state.skipped + (~applied).astype(jnp.int32),
         loss_scale=loss_scale,
         good_steps=good_steps,
     )
@@ -123,72 +168,56 @@ def finish_step(
 
 
 def make_train_step(
-    apply_fn: Callable,
-    tx: optax.GradientTransformation,
-    *,
-    loss: str,
-    learning_rate_fn: Callable[[jax.Array], jax.Array],
-    accumulate: int = 1,
-    skip_nonfinite: bool = True,
-    stop_after_nonfinite: bool = False,
-    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    dynamic_loss_scale: bool = False,
-    scale_growth_interval: int = 2000,
-    monitor: bool = True,
+    apply_fn: Callable, tx: optax.GradientTransformation, spec: StepSpec
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """A train step for ``apply_fn(variables, x, train=, rngs=, mutable=)``.
+    """The jit path's train step for ``apply_fn(variables, x, train=, rngs=, mutable=)``.
 
-    A batch is ``{"x", "y", "mask"}``; with gradient accumulation its arrays have a leading
-    micro-batch axis (K, B, ...) and the K micro-batches are summed with ``lax.scan`` before
-    one update, which equals one update on the K·B examples. A step whose loss or gradient
-    is not finite leaves params and optimizer state unchanged; the state records the first
-    such step and layer, and ``metrics["finite"]`` says whether the update was applied.
-    With ``stop_after_nonfinite`` every later update is skipped too, so the state stays the
-    one from just before the first bad step until the host loop notices and stops.
-    ``augment(key, x)`` (jit-able) transforms each batch's inputs on device.
+    A batch is ``{"x", "y", "mask"}``; with ``spec.accumulate = K > 1`` its arrays have a
+    leading micro-batch axis (K, B, ...) and the K micro-batches are summed with
+    ``lax.scan`` before one update, which equals one update on the K·B examples. A step
+    whose loss or gradient is not finite leaves params and optimizer state unchanged; the
+    state records the first such step and layer, and ``metrics["finite"]`` says whether
+    the update was applied (``StepSpec.nonfinite`` says what happens next).
 
-    ``monitor`` adds the gradient norms (global and per layer) and the update-to-parameter
-    ratio to the metrics; they cost extra passes over the parameters, so the host loop
-    compiles a second, monitored step and runs it only on the steps it logs.
-
-    ``dynamic_loss_scale`` (float16 training): the loss is multiplied by ``state.loss_scale``
-    before differentiation and the gradients divided by it; an overflow (non-finite
-    gradients with a finite loss) halves the scale and skips the update without counting as
-    a failure, and ``scale_growth_interval`` good steps in a row double it.
+    Example:
+      >>> import jax, jax.numpy as jnp, optlab
+      >>> from optlab.train import StepSpec, create_state, make_train_step
+      >>> apply = lambda v, x, train=False, rngs=None: x @ v["params"]["w"]
+      >>> params = {"w": jnp.zeros((3, 2))}
+      >>> tx = optlab.sgd(0.1)
+      >>> step = jax.jit(make_train_step(apply, tx, StepSpec(loss="cross_entropy")))
+      >>> batch = {"x": jnp.ones((4, 3)), "y": jnp.array([0, 1, 0, 1]), "mask": jnp.ones(4)}
+      >>> state, metrics = step(create_state(params, tx.init(params), seed=0), batch)
+      >>> int(state.step), round(float(metrics["loss"]), 4)
+      (1, 0.6931)
     """
-
     forward = training_forward(apply_fn)
 
-    def micro_sums(params, model_state, batch, key, scale, count):
+    def micro_gradient(params, model_state, batch, key, scale, count):
         x = batch["x"]
-        if augment is not None:
-            x = augment(jax.random.fold_in(key, 1 << 20), x)
+        if spec.augment is not None:
+            x = spec.augment(jax.random.fold_in(key, 1 << 20), x)
 
         def scaled_loss(p):
-            variables = {"params": p, **model_state}
-            logits, new_model_state = forward(variables, x, key, model_state)
-            per_example = losses.per_example_loss(loss, logits, batch["y"])
-            mask = batch["mask"].astype(jnp.float32)
-            correct = jnp.zeros([])
-            if loss == "cross_entropy":
-                correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
-            mean_part = jnp.sum(per_example * mask) / count  # this batch's share of the mean
-            return mean_part * scale, (new_model_state, correct, mean_part)
+            logits, new_model_state = forward({"params": p, **model_state}, x, key, model_state)
+            part, correct = batch_loss(spec, logits, batch, count)  # this batch's share
+            return part * scale, (new_model_state, correct, part)
 
-        (_, aux), grads = jax.value_and_grad(scaled_loss, has_aux=True)(params)
-        model_state, correct, mean_part = aux
-        return mean_part, grads, (model_state, correct)
+        (_, (model_state, correct, part)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(
+            params
+        )
+        return part, grads, model_state, correct
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
-        scale = state.loss_scale if dynamic_loss_scale else jnp.ones([], jnp.float32)
+        scale = state.loss_scale if spec.loss_scaling else jnp.ones([], jnp.float32)
         # The mean over real examples: divide inside the differentiated loss (no extra pass).
         count = jnp.maximum(jnp.sum(batch["mask"].astype(jnp.float32)), 1.0)
-        if accumulate > 1:
+        if spec.accumulate > 1:
 
             def body(carry, micro):
                 total, grads, model_state, correct, i = carry
-                t, g, (model_state, c) = micro_sums(
+                t, g, model_state, c = micro_gradient(
                     state.params, model_state, micro, jax.random.fold_in(key, i), scale, count
                 )
                 grads = jax.tree.map(jnp.add, grads, g)
@@ -198,26 +227,13 @@ def make_train_step(
             init = (jnp.zeros([]), zeros, state.model_state, jnp.zeros([]), 0)
             (loss_value, grads, model_state, correct, _), _ = jax.lax.scan(body, init, batch)
         else:
-            loss_value, grads, (model_state, correct) = micro_sums(
+            loss_value, grads, model_state, correct = micro_gradient(
                 state.params, state.model_state, batch, key, scale, count
             )
-        if dynamic_loss_scale:
+        if spec.loss_scaling:
             grads = jax.tree.map(lambda g: (g / scale).astype(g.dtype), grads)
         return finish_step(
-            state,
-            tx,
-            loss_value,
-            grads,
-            model_state,
-            correct,
-            count,
-            loss=loss,
-            learning_rate_fn=learning_rate_fn,
-            skip_nonfinite=skip_nonfinite,
-            stop_after_nonfinite=stop_after_nonfinite,
-            dynamic_loss_scale=dynamic_loss_scale,
-            scale_growth_interval=scale_growth_interval,
-            monitor=monitor,
+            spec, tx, state, Gradient(loss_value, grads, model_state, correct, count)
         )
 
     return train_step

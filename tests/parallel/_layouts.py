@@ -11,8 +11,8 @@ import jax
 import numpy as np
 
 from optlab import cli
-from optlab._cli_train import config_from_args
-from optlab.parallel._pmap import is_replicated
+from optlab.cli._flags import config_from_args
+from optlab.train.pmap_step import is_replicated
 from optlab.train.setup import build_setup
 
 STEPS = 20
@@ -46,7 +46,7 @@ class Run:
 
 def _setup(tmp, model, flags):
     args = ["train", *FLAGS, *MODELS[model], *flags, "--out", str(tmp / "unused")]
-    return build_setup(config_from_args(cli._parser().parse_args(args)))
+    return build_setup(config_from_args(cli.parser().parse_args(args)))
 
 
 def _same_replicas(state) -> bool:

@@ -6,7 +6,7 @@ state and batch statistics, and every array laid out as its strategy says.
 The runs (tests/parallel/_layouts.py) start from one initial state and train in-process;
 a padded batch (the end of epoch 1, step 11) is among the steps on every layout. No
 dropout: the pmap path draws per-device dropout masks, not the jit path's
-(optlab.parallel._pmap), so with dropout the paths differ by design. The CNN's batch norm
+(optlab.train.pmap_step), so with dropout the paths differ by design. The CNN's batch norm
 under pmap is synchronized over the devices (SyncBatchNorm); without that, the same
 comparison fails by far (see test_pmap.py).
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from optlab import cli
-from optlab._cli_train import config_from_args
+from optlab.cli._flags import config_from_args
 from optlab.config import ConfigError
 from optlab.models import create_model
 from optlab.parallel import PMAP_AXIS
@@ -29,7 +29,7 @@ TINY = ["--dataset", "digits", "--model-arg", "widths=[32]", "--batch-size", "32
 
 
 def _cfg(out, *extra):
-    return config_from_args(cli._parser().parse_args(["train", *TINY, "--out", str(out), *extra]))
+    return config_from_args(cli.parser().parse_args(["train", *TINY, "--out", str(out), *extra]))
 
 
 def _run(out, *extra):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from optlab import cli
-from optlab._cli_train import config_from_args
+from optlab.cli._flags import config_from_args
 from optlab.config import ConfigError
 from optlab.models import create_model
 from optlab.train import losses
@@ -143,9 +143,9 @@ def test_remat_flag_and_unsupported_models(tmp_path, capsys):
 
     from optlab.train import train
 
-    args = cli._parser().parse_args(["train", "--remat"])
+    args = cli.parser().parse_args(["train", "--remat"])
     assert config_from_args(args).train.remat is True
-    assert config_from_args(cli._parser().parse_args(["train"])).train.remat is False
+    assert config_from_args(cli.parser().parse_args(["train"])).train.remat is False
     args.out, args.steps = str(tmp_path / "run"), 1
     cfg = config_from_args(args)
     own = nnx.Linear(64, 10, rngs=nnx.Rngs(0))  # a user's model: optlab cannot remat it

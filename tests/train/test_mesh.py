@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optlab import cli
-from optlab._cli_train import config_from_args
+from optlab.cli._flags import config_from_args
 from optlab.parallel import param_specs
 from optlab.train import run
 from optlab.train.checkpoint import Checkpointer
@@ -19,7 +19,7 @@ FLAGS = ["--dataset", "digits", "--model-arg", "widths=[32,32]", "--batch-size",
 
 
 def _run(tmp_path, name, *extra):
-    args = cli._parser().parse_args(["train", *FLAGS, "--out", str(tmp_path / name), *extra])
+    args = cli.parser().parse_args(["train", *FLAGS, "--out", str(tmp_path / name), *extra])
     return run(config_from_args(args), progress=False)
 
 
@@ -33,7 +33,7 @@ def test_fsdp_shards_params_and_state(tmp_path):
 
 def _restore(out, *flags):
     """(setup, state): the run's newest checkpoint restored under the layout of ``flags``."""
-    args = cli._parser().parse_args(["train", *FLAGS, "--out", str(out), *flags])
+    args = cli.parser().parse_args(["train", *FLAGS, "--out", str(out), *flags])
     setup = build_setup(config_from_args(args))
     checkpointer = Checkpointer(str((out / "checkpoints").absolute()))
     try:

@@ -8,13 +8,13 @@ import pytest
 
 import optlab
 from optlab import cli
-from optlab._cli_train import config_from_args
-from optlab.train import create_state, make_train_step, run
+from optlab.cli._flags import config_from_args
+from optlab.train import StepSpec, create_state, make_train_step, run
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_half_precision_runs_keep_float32_weights(tmp_path, precision):
-    args = cli._parser().parse_args(
+    args = cli.parser().parse_args(
         ["train", "--out", str(tmp_path), "--epochs", "6", "--precision", precision,
          "--no-progress"]
     )  # fmt: skip
@@ -44,10 +44,8 @@ def _batch():
 def test_overflow_halves_the_scale_and_skips_without_failing():
     params = {"w": jnp.ones((4, 3)) * 3}
     tx = optlab.sgd(0.1)
-    step = jax.jit(
-        make_train_step(_half_model, tx, loss="cross_entropy", learning_rate_fn=lambda _: 0.1,
-                        dynamic_loss_scale=True, stop_after_nonfinite=True)
-    )  # fmt: skip
+    spec = StepSpec(learning_rate_fn=lambda _: 0.1, loss_scaling=True, nonfinite="stop")
+    step = jax.jit(make_train_step(_half_model, tx, spec))
     state = create_state(params, tx.init(params), 0, loss_scale=2.0**40)
     new, metrics = step(state, _batch())
     assert not bool(metrics["finite"])  # the float16 gradient overflowed
@@ -65,10 +63,10 @@ def test_overflow_halves_the_scale_and_skips_without_failing():
 def test_scale_grows_after_a_run_of_good_steps():
     params = {"w": jnp.full((4, 3), 0.01)}
     tx = optax.sgd(0.0)
-    step = jax.jit(
-        make_train_step(_half_model, tx, loss="cross_entropy", learning_rate_fn=lambda _: 0.0,
-                        dynamic_loss_scale=True, scale_growth_interval=3)
-    )  # fmt: skip
+    spec = StepSpec(
+        learning_rate_fn=lambda _: 0.0, loss_scaling=True, scale_growth_interval=3, nonfinite="skip"
+    )
+    step = jax.jit(make_train_step(_half_model, tx, spec))
     state = create_state(params, tx.init(params), 0, loss_scale=4.0)
     scales = []
     for _ in range(7):

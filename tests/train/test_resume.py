@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from optlab import cli
-from optlab._cli_train import config_from_args
+from optlab.cli._flags import config_from_args
 from optlab.train import loop
 
 FLAGS = [
@@ -23,7 +23,7 @@ FLAGS = [
 
 
 def _cfg(out, extra=()):
-    args = cli._parser().parse_args(["train", *FLAGS, "--out", str(out), *extra])
+    args = cli.parser().parse_args(["train", *FLAGS, "--out", str(out), *extra])
     return config_from_args(args)
 
 

@@ -1,5 +1,4 @@
-"""``optlab export`` and ``optlab summary``: flags into calls of ``export_run`` and
-``optlab.models.summary``. User mistakes raise ``ConfigError``; ``optlab.cli`` prints them."""
+"""``optlab summary``: a model's per-layer parameters and FLOPs (lecture 04's table)."""
 
 from __future__ import annotations
 
@@ -9,49 +8,13 @@ import pathlib
 from typing import Any
 
 from optlab import config as config_lib
-from optlab._cli_train import add_model_arg, parse_pairs
-
-
-def add_export_parser(commands: Any) -> None:
-    p = commands.add_parser(
-        "export",
-        help="export a trained run for inference as a serialized jax.export artifact",
-        description="Write <dest>/model.jaxexport (jax.export, weights baked in) and "
-        "model.json from a run's newest good checkpoint. Lowering for cuda and tpu works on "
-        "a CPU-only machine; running there needs those devices. ONNX/TFLite: out of scope.",
-    )
-    p.add_argument("--run", required=True, help="the run folder (optlab train --out)")
-    p.add_argument("--dest", help="folder to write (default <run>/export)")
-    p.add_argument(
-        "--dtype",
-        default="float32",
-        help="weights' and compute number format: float32 (default), float16, bfloat16",
-    )
-    p.add_argument(
-        "--platforms",
-        default="cpu,cuda,tpu",
-        help="comma-separated platforms to lower for (default cpu,cuda,tpu; also rocm)",
-    )
-    p.add_argument(
-        "--batch", type=int, help="a fixed batch size (default: symbolic, any batch size)"
-    )
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from optlab.train.export import export_run
-
-    path = export_run(
-        args.run, dest=args.dest, dtype=args.dtype, platforms=args.platforms, batch=args.batch
-    )
-    print(f"optlab: exported {args.run} ({args.dtype}, {args.platforms}) to {path}")
-    print(f"optlab: metadata in {path.parent / 'model.json'}")
-    return 0
-
+from optlab.cli._flags import add_model_arg, parse_pairs
+from optlab.errors import ConfigError
 
 _MODEL_FLAGS = ("model", "dataset", "data_dir", "activation", "init")
 
 
-def add_summary_parser(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "summary",
         help="print a model's per-layer parameters and FLOPs (lecture 04's table)",
@@ -79,13 +42,13 @@ def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
         if args.model_arg:
             given.append("--model-arg")
         if given:
-            raise config_lib.ConfigError(
+            raise ConfigError(
                 f"--run: cannot be combined with {', '.join(given)}; the run's config.json "
                 "fixes the model (drop --run to try other settings)"
             )
         path = pathlib.Path(args.run) / "config.json"
         if not path.is_file():
-            raise config_lib.ConfigError(f"--run: {args.run} holds no run (no config.json)")
+            raise ConfigError(f"--run: {args.run} holds no run (no config.json)")
         return config_lib.RunConfig.from_dict(json.loads(path.read_text()))
     cfg = config_lib.RunConfig()
     for flag in _MODEL_FLAGS:
@@ -97,12 +60,12 @@ def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
     return cfg
 
 
-def run_summary(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from optlab.models import summary
     from optlab.train.setup import build_setup
 
     if args.batch < 1:
-        raise config_lib.ConfigError(f"--batch must be a positive integer, got {args.batch}")
+        raise ConfigError(f"--batch must be a positive integer, got {args.batch}")
     cfg = summary_config(args)
     setup = build_setup(cfg)  # the model exactly as `optlab train` builds it, flags checked
     dataset = setup.dataset

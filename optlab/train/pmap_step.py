@@ -4,7 +4,7 @@ The state is replicated with a leading device axis ``(n, ...)``, each batch is s
 leading device axis ``(n, B/n, ...)``, and every device computes the gradient of its own
 examples; the gradients are then reduced across devices through the axis name ``"batch"``.
 This is the program people wrote before ``jit`` with shardings; the jit path
-(``optlab.train.step``) is untouched.
+(``optlab.train.step``) is untouched; both take the same ``StepSpec``.
 
 The mean is weighted by each device's count of real examples (the mask), so a padded last
 batch biases nothing: ``psum(masked loss sums) / psum(counts)`` — the same number as the jit
@@ -47,11 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optlab.config import ConfigError, RunConfig
-from optlab.parallel._mesh import PMAP_AXIS
-from optlab.train import losses
+from optlab.errors import ConfigError
+from optlab.parallel import PMAP_AXIS
+from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState
-from optlab.train.step import finish_step, training_forward
+from optlab.train.step import Gradient, batch_loss, finish_step, training_forward
 
 AXIS = PMAP_AXIS
 
@@ -59,31 +59,28 @@ AXIS = PMAP_AXIS
 def make_pmap_step(
     apply_fn: Callable,
     tx: optax.GradientTransformation,
+    spec: StepSpec,
     *,
-    loss: str,
-    learning_rate_fn: Callable[[jax.Array], jax.Array],
     axis_name: str = AXIS,
-    skip_nonfinite: bool = True,
-    stop_after_nonfinite: bool = False,
-    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    monitor: bool = True,
     devices: Any = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """``jax.pmap`` of a train step: ``state`` replicated ``(n, ...)``, batch ``{"x", "y",
     "mask"}`` of shape ``(n, B/n, ...)``; returns the new replicated state and per-device
-    metrics (identical on every device, returned once). Same metrics and non-finite policy as
+    metrics (identical on every device, returned once). The same ``StepSpec`` as
     ``optlab.train.step.make_train_step`` (no accumulation, no dynamic loss scaling).
     ``apply_fn``'s batch norm, if any, should average its statistics over ``axis_name``
     (SyncBatchNorm, see the module docstring) to compute the jit path's numbers."""
 
+    if spec.accumulate > 1 or spec.loss_scaling:
+        raise ValueError("make_pmap_step: no accumulation or loss scaling under pmap")
     forward = training_forward(apply_fn)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)  # the jit path's key for this step
         device_key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         x = batch["x"]
-        if augment is not None:
-            x = augment(jax.random.fold_in(device_key, 1 << 20), x)
+        if spec.augment is not None:
+            x = spec.augment(jax.random.fold_in(device_key, 1 << 20), x)
         mask = batch["mask"].astype(jnp.float32)
         count = jnp.maximum(jax.lax.psum(jnp.sum(mask), axis_name), 1.0)
 
@@ -91,11 +88,7 @@ def make_pmap_step(
             logits, new_model_state = forward(
                 {"params": p, **state.model_state}, x, device_key, state.model_state
             )
-            per_example = losses.per_example_loss(loss, logits, batch["y"])
-            correct = jnp.zeros([])
-            if loss == "cross_entropy":
-                correct = jnp.sum((jnp.argmax(logits, -1) == batch["y"]) * mask)
-            part = jnp.sum(per_example * mask) / count
+            part, correct = batch_loss(spec, logits, batch, count)
             return part, (new_model_state, correct)
 
         (part, (model_state, correct)), grads = jax.value_and_grad(local_loss, has_aux=True)(
@@ -108,20 +101,8 @@ def make_pmap_step(
         # batch stats: already global with a synchronized BatchNorm; replicas kept equal
         model_state = jax.lax.pmean(model_state, axis_name)
 
-        return finish_step(
-            state,
-            tx,
-            loss_value,
-            grads,
-            model_state,
-            correct,
-            count,
-            loss=loss,
-            learning_rate_fn=learning_rate_fn,
-            skip_nonfinite=skip_nonfinite,
-            stop_after_nonfinite=stop_after_nonfinite,
-            monitor=monitor,
-        )
+        gradient = Gradient(loss_value, grads, model_state, correct, count)
+        return finish_step(spec, tx, state, gradient)
 
     # Metrics are reduced over the axis, the same on every device: out_axes=None returns
     # them once instead of (n, ...) copies the host would then have to index every step.
@@ -130,7 +111,7 @@ def make_pmap_step(
     )
 
 
-def check_pmap(cfg: RunConfig, mesh) -> None:
+def check_pmap(cfg: Any, mesh) -> None:
     """``--parallel``: jit, or pmap under the layouts a pmap program can express (a
     ``ConfigError`` naming the flag and the fix otherwise)."""
     dc, tc = cfg.data, cfg.train

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 
-def add_doctor_parser(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "doctor",
         help="lecture 03's sanity checks before a long run",
@@ -15,7 +15,7 @@ def add_doctor_parser(commands: Any) -> None:
         "regularization raising the loss, and the gradient against finite differences. "
         "Prints PASS/FAIL with the numbers; exits 0 when all pass, 1 when one fails.",
     )
-    from optlab._cli_train import add_run_config_args
+    from optlab.cli._flags import add_run_config_args
 
     add_run_config_args(p)
     d = p.add_argument_group("doctor").add_argument
@@ -31,8 +31,8 @@ def add_doctor_parser(commands: Any) -> None:
     d("--l2", type=float, default=1e-2, help="λ of the L2 penalty λ‖θ‖² (default 0.01)")
 
 
-def run_doctor(args: argparse.Namespace) -> int:
-    from optlab._cli_train import config_from_args
+def run(args: argparse.Namespace) -> int:
+    from optlab.cli._flags import config_from_args
     from optlab.lab import doctor
     from optlab.lab._doctor import CHECKS
 

@@ -1,5 +1,6 @@
-"""``optlab lr-find`` and ``optlab sweep``: the learning-rate range test and vectorized
-hyper-parameter sweeps (lecture 03's coarse-then-fine search) from the command line."""
+"""``optlab sweep``: vectorized hyper-parameter sweeps (lecture 03's coarse-then-fine
+search) from the command line.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +9,16 @@ import math
 import pathlib
 from typing import Any
 
-from optlab import config as config_lib
+from optlab.errors import ConfigError
 
 # Lecture 03's coarse grid: what `optlab sweep` tries when no grid flag is given.
 COARSE_RATES = "0.1,0.05,0.03,0.01,0.003,0.001,0.0005,0.0001"
+
 LIST_FLAGS = ("learning_rate", "momentum", "weight_decay")  # flags that take comma lists
 
 
-def add_lr_find_parser(commands: Any) -> None:
-    from optlab._cli_train import add_run_config_args
-
-    p = commands.add_parser(
-        "lr-find",
-        help="Leslie Smith's learning-rate range test",
-        description="One short run whose learning rate grows exponentially from --min-lr to "
-        "--max-lr, stopped when the smoothed loss diverges. Prints the suggested rate "
-        "(the rate at the smoothed loss's minimum / 10) and writes lr_find.csv and "
-        "lr_find.png into --out. The run's own --learning-rate and --schedule are ignored.",
-        conflict_handler="resolve",  # --steps below replaces the train flag's help
-    )
-    add_run_config_args(p)
-    a = p.add_argument
-    a("--out", help="folder for lr_find.csv and lr_find.png (default runs/lr_find)")
-    a("--min-lr", type=float, default=1e-7, help="the first rate (default 1e-7)")
-    a("--max-lr", type=float, default=10.0, help="the last rate (default 10)")
-    a("--steps", type=int, help="updates in the test (default 100)")
-    a("--smoothing", type=float, default=0.98, help="β of the loss's moving average (0.98)")
-    a(
-        "--diverge-factor",
-        type=float,
-        default=4.0,
-        help="stop once the smoothed loss exceeds this multiple of its best (default 4)",
-    )
-
-
-def add_sweep_parser(commands: Any) -> None:
-    from optlab._cli_train import add_run_config_args
+def add_parser(commands: Any) -> None:
+    from optlab.cli._flags import add_run_config_args
 
     p = commands.add_parser(
         "sweep",
@@ -99,12 +74,12 @@ def _split_host(n: int) -> None:
     import jax
 
     if n < 1:
-        raise config_lib.ConfigError(f"--host-devices must be >= 1, got {n}")
+        raise ConfigError(f"--host-devices must be >= 1, got {n}")
     flag = "--xla_force_host_platform_device_count"
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
     os.environ["XLA_FLAGS"] = " ".join([*kept, f"{flag}={n}"])
     if len(jax.devices("cpu")) != n:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"--host-devices: JAX's CPU backend had started before the flag was read; set "
             f"XLA_FLAGS={flag}={n} before starting Python instead"
         )
@@ -114,11 +89,11 @@ def _numbers(flag: str, raw: str) -> list[float]:
     try:
         values = [float(v) for v in str(raw).split(",") if v.strip()]
     except ValueError as err:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"{flag}: expected numbers separated by commas, such as 0.1,0.01, got {raw!r}"
         ) from err
     if not values or not all(math.isfinite(v) for v in values):
-        raise config_lib.ConfigError(f"{flag}: expected finite numbers, got {raw!r}")
+        raise ConfigError(f"{flag}: expected finite numbers, got {raw!r}")
     return values
 
 
@@ -126,54 +101,17 @@ def _seeds(raw: str) -> int | list[int]:
     try:
         values = [int(v) for v in str(raw).split(",") if v.strip()]
     except ValueError as err:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"--seeds: expected a count such as 3 or a list such as 0,5,7, got {raw!r}"
         ) from err
     if not values or min(values) < 0 or (len(values) == 1 and values[0] < 1):
-        raise config_lib.ConfigError(f"--seeds: expected a count >= 1 or seeds >= 0, got {raw!r}")
+        raise ConfigError(f"--seeds: expected a count >= 1 or seeds >= 0, got {raw!r}")
     return values[0] if len(values) == 1 and "," not in str(raw) else values
-
-
-def run_lr_find(args: argparse.Namespace) -> int:
-    from optlab._cli_train import config_from_args
-    from optlab.lab import lr_find, plot_lr_find
-
-    cfg = config_from_args(args)
-    out = pathlib.Path(args.out or "runs/lr_find")
-    try:
-        result = lr_find(
-            cfg,
-            min_lr=args.min_lr,
-            max_lr=args.max_lr,
-            steps=100 if args.steps is None else args.steps,
-            smoothing=args.smoothing,
-            diverge_factor=args.diverge_factor,
-        )
-    except config_lib.ConfigError:
-        raise
-    except ValueError as err:  # the test's own arguments: --min-lr, --max-lr, ...
-        raise config_lib.ConfigError(str(err)) from err
-    out.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out / "lr_find.csv")
-    plot_lr_find(result, out / "lr_find.png")
-    lrs = result.learning_rates
-    if result.diverged:
-        how = f"stopped: the smoothed loss passed {args.diverge_factor:g}× its best"
-    else:
-        how = "never diverged: the best rate may lie above --max-lr"
-    print(f"lr-find: {len(lrs)} steps from {lrs[0]:.3g} to {lrs[-1]:.3g} ({how})")
-    print(
-        f"lowest smoothed loss {result.smoothed_losses.min():.4f} at α = {result.min_loss_lr:.3g}"
-    )
-    print(f"steepest descent at α = {result.steepest_lr:.3g}")
-    print(f"suggested learning rate: {result.suggestion:.3g}  (the minimum's rate / 10)")
-    print(f"wrote {out}/lr_find.csv and {out}/lr_find.png")
-    return 0
 
 
 def _grid(args: argparse.Namespace) -> dict[str, list[float]]:
     """The grid from the list flags; a single value is left in ``args`` for the base run."""
-    from optlab._cli_train import parse_pairs
+    from optlab.cli._flags import parse_pairs
 
     grid: dict[str, list[float]] = {}
     for flag in LIST_FLAGS:
@@ -203,8 +141,8 @@ def _write(result: Any, out: pathlib.Path, name: str) -> None:
     print(f"wrote {out}/{name}.csv, {name}_summary.csv and {name}.png")
 
 
-def run_sweep(args: argparse.Namespace) -> int:
-    from optlab._cli_train import config_from_args
+def run(args: argparse.Namespace) -> int:
+    from optlab.cli._flags import config_from_args
     from optlab.lab import refine, sweep
 
     if args.host_devices is not None:
@@ -214,7 +152,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = pathlib.Path(args.out or "runs/sweep")
     if args.refine and (args.refine_points < 1 or not args.refine_factor > 1):
-        raise config_lib.ConfigError("--refine-points must be >= 1 and --refine-factor > 1")
+        raise ConfigError("--refine-points must be >= 1 and --refine-factor > 1")
     result = sweep(cfg, grid, seeds=seeds, folds=args.folds)
     print(result.format())
     print(f"({result.seconds:.1f} s on {result.devices} device(s))")
@@ -225,7 +163,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         try:
             fine_grid = refine(result, args.refine_factor, args.refine_points)
         except ValueError as err:
-            raise config_lib.ConfigError(f"--refine: {err}") from err
+            raise ConfigError(f"--refine: {err}") from err
         shown = ", ".join(f"{k}: {', '.join(f'{v:g}' for v in vs)}" for k, vs in fine_grid.items())
         print(f"\nrefined grid around the best: {shown}")
         fine = sweep(cfg, fine_grid, seeds=seeds, folds=args.folds)

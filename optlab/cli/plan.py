@@ -1,5 +1,4 @@
-"""``optlab devices`` and ``optlab plan``: what the devices are, and what each parallel
-strategy costs per device. User mistakes raise ``ConfigError``; ``optlab.cli`` prints them."""
+"""``optlab plan``: what each parallel strategy costs per device, from shapes only."""
 
 from __future__ import annotations
 
@@ -7,30 +6,14 @@ import argparse
 from typing import Any
 
 from optlab import config as config_lib
-from optlab._cli_train import add_model_arg, parse_pairs
+from optlab.cli._flags import add_model_arg, parse_pairs
+from optlab.errors import ConfigError
 from optlab.parallel import STRATEGIES
 
 _NEED_MODEL = ("tp", "dp+tp", "krizhevsky")  # their default rules split on "model"
 
 
-def add_devices_parser(commands: Any) -> None:
-    p = commands.add_parser(
-        "devices",
-        help="print the platform, devices, processes and the mesh a run would use",
-        description="Print jax's platform, device kinds and count, this process's index "
-        "among the processes, and the mesh `optlab train --mesh SPEC` would build.",
-    )
-    p.add_argument("--mesh", help="a mesh to check, e.g. data=4,model=2 (default: one device)")
-
-
-def run_devices(args: argparse.Namespace) -> int:
-    from optlab.parallel import describe_devices, make_mesh
-
-    print(describe_devices(make_mesh(args.mesh)))
-    return 0
-
-
-def add_plan_parser(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "plan",
         help="print per-device bytes of params, gradients and optimizer state per strategy",
@@ -65,7 +48,7 @@ def abstract_params(cfg: config_lib.RunConfig) -> Any:
     try:
         dataset = load_dataset(dc.dataset, data_dir=dc.data_dir, val_fraction=dc.val_fraction)
     except ValueError as err:
-        raise config_lib.ConfigError(f"--dataset {dc.dataset}: {err}") from err
+        raise ConfigError(f"--dataset {dc.dataset}: {err}") from err
     classes = dataset.num_classes if dataset.task == "classification" else 1
     options = {"activation": mc.activation, "init": mc.init, **mc.options}
     try:
@@ -73,14 +56,14 @@ def abstract_params(cfg: config_lib.RunConfig) -> Any:
             mc.model, num_classes=classes, input_shape=dataset.input_shape, **options
         )
     except (ValueError, TypeError) as err:
-        raise config_lib.ConfigError(f"--model {mc.model}: {err}") from err
+        raise ConfigError(f"--model {mc.model}: {err}") from err
     sample = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
     key = jax.random.key(0)
     variables = jax.eval_shape(lambda x: model.init({"params": key}, x, train=False), sample)
     return variables["params"]
 
 
-def run_plan(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from optlab.parallel import make_mesh, plan
 
     mesh = make_mesh(args.mesh)

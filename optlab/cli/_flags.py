@@ -1,4 +1,6 @@
-"""``optlab train``: flags (or a JSON/YAML config file) into a RunConfig, then the run."""
+"""The flags shared by several commands, defined once: the run-config flags of ``train``,
+``doctor``, ``lr-find`` and ``sweep`` (read back by ``config_from_args``) and ``--model-arg``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 from typing import Any
 
 from optlab import config as config_lib
+from optlab.errors import ConfigError
 
 # flag -> (section, field)
 FIELDS = {
@@ -40,62 +43,6 @@ FIELDS = {
     "parallel": ("train", "parallel"),
     "remat": ("train", "remat"),
 }
-
-
-def add_train_parser(commands: Any) -> None:
-    p = commands.add_parser(
-        "train",
-        help="train a model (with no flags: an MLP with Adam on scikit-learn's digits)",
-        description="Train a model. Every flag overrides --config; the defaults train an MLP "
-        "with Adam on digits to >95%% test accuracy in well under a minute on a CPU.",
-    )
-    add_run_config_args(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    d = p.add_argument_group(
-        "several processes",
-        "a multi-process run (one process per host): each process runs the same command with "
-        "its own --process-id; the flags fall back to JAX_COORDINATOR_ADDRESS, "
-        "JAX_NUM_PROCESSES, JAX_PROCESS_ID and OPTLAB_INIT_TIMEOUT. A missing or dead peer "
-        "makes JAX abort the process (exit 134) after the timeout: supervise the processes "
-        "(--local-processes does on one machine). Without --mesh the mesh is data=-1 over "
-        "all processes' devices.",
-    ).add_argument
-    d("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for all")
-    d("--num-processes", type=int, metavar="N", help="processes in the run")
-    d("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
-    d(
-        "--init-timeout",
-        type=int,
-        metavar="SECONDS",
-        help="wait this long for every process to connect (default 60)",
-    )
-    d(
-        "--heartbeat-timeout",
-        type=int,
-        metavar="SECONDS",
-        help="a peer silent this long counts as dead (default 100)",
-    )
-    d(
-        "--local-processes",
-        type=int,
-        metavar="N",
-        help="simulate N hosts on this machine: start N supervised processes on loopback "
-        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
-    )
-    d(
-        "--devices-per-process",
-        type=int,
-        default=1,
-        metavar="K",
-        help="CPU devices each --local-processes process simulates (default 1)",
-    )
-    d(
-        "--launch-timeout",
-        type=float,
-        default=3600,
-        metavar="SECONDS",
-        help="--local-processes: wall-clock limit of the whole run (default 3600)",
-    )
 
 
 def add_run_config_args(p: argparse.ArgumentParser) -> None:
@@ -230,7 +177,7 @@ def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise config_lib.ConfigError(f"{flag}: expected KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag}: expected KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -256,12 +203,12 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
                 [int(a) for a in phase.split(":")] for phase in args.batch_growth.split(",")
             ]
         except ValueError as err:
-            raise config_lib.ConfigError(
+            raise ConfigError(
                 f"--batch-growth: expected STEP:SIZE,... such as 0:32,1000:256, "
                 f"got {args.batch_growth!r}"
             ) from err
         if any(len(p) != 2 for p in cfg.data.batch_growth):
-            raise config_lib.ConfigError(
+            raise ConfigError(
                 f"--batch-growth: expected STEP:SIZE pairs, got {args.batch_growth!r}"
             )
     if args.profile:
@@ -275,109 +222,14 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
     if args.momentum is not None:
         key = {"momentum": "mu", "nesterov": "mu", "rmsprop": "momentum"}.get(name)
         if key is None:
-            raise config_lib.ConfigError(
+            raise ConfigError(
                 f"--momentum: the {name} optimizer has no momentum; use --optimizer momentum, "
                 "nesterov or rmsprop (Adam's β1 is --opt-arg b1=...)"
             )
         opt_args[key] = args.momentum
     if args.momentum_form is not None:
         if name != "momentum":
-            raise config_lib.ConfigError("--momentum-form needs --optimizer momentum")
+            raise ConfigError("--momentum-form needs --optimizer momentum")
         opt_args["form"] = args.momentum_form
     cfg.optimizer.args.update(opt_args)
     return cfg
-
-
-def run_train(args: argparse.Namespace) -> int:
-    import sys
-
-    from optlab.parallel._distributed import initialize
-
-    if args.local_processes:
-        return _launch_local(args)
-    cfg = config_from_args(args)
-    initialize(  # before any other JAX call; a no-op for a single-process run
-        args.coordinator,
-        args.num_processes,
-        args.process_id,
-        initialization_timeout=args.init_timeout,
-        **({"heartbeat_timeout": args.heartbeat_timeout} if args.heartbeat_timeout else {}),
-    )
-    from optlab.train.loop import NonFiniteError, train
-
-    try:
-        summary = train(cfg, progress=not args.no_progress)
-    except NonFiniteError as err:
-        print(f"optlab: training stopped: {err}", file=sys.stderr)
-        return 1
-    if summary.get("preempted"):
-        return 0
-    rows = [
-        (k, summary[k])
-        for k in (
-            "test_accuracy",
-            "test_loss",
-            "val_accuracy",
-            "val_loss",
-            "train_loss",
-            "steps",
-            "wall_seconds",
-        )
-        if k in summary
-    ]
-    print(f"\n{'metric':<16}value")
-    for key, value in rows:
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<16}{shown}")
-    print(f"artifacts in {cfg.out}/: config.json metrics.jsonl summary.json checkpoints/ *.png")
-    return 0
-
-
-_LAUNCHER_FLAGS = ("--local-processes", "--devices-per-process", "--launch-timeout")
-
-
-def _launch_local(args: argparse.Namespace) -> int:
-    """``--local-processes N``: this command line, minus the launcher's flags, run as N
-    supervised processes (``optlab.parallel.launch_local``); process 0's output printed."""
-    import pathlib
-    import sys
-
-    from optlab.parallel._distributed import DistributedError, launch_local
-
-    if args.coordinator or args.num_processes or args.process_id is not None:
-        raise config_lib.ConfigError(
-            "--local-processes picks --coordinator, --num-processes and --process-id itself"
-        )
-    raw = sys.argv[1:]
-    if "train" not in raw or not any(a.split("=")[0] == "--local-processes" for a in raw):
-        raise config_lib.ConfigError(
-            "--local-processes works from the command line; from Python call "
-            "optlab.parallel.launch_local"
-        )
-    raw = raw[raw.index("train") + 1 :]
-    argv: list[str] = []
-    skip = False
-    for item in raw:
-        if skip:
-            skip = False
-            continue
-        name = item.split("=")[0]
-        if name in _LAUNCHER_FLAGS or name == "--init-timeout" or name == "--heartbeat-timeout":
-            skip = "=" not in item
-            continue
-        argv.append(item)
-    try:
-        logs = launch_local(
-            args.local_processes,
-            argv,
-            devices_per_process=args.devices_per_process,
-            timeout=args.launch_timeout,
-            init_timeout=args.init_timeout or 60,
-            heartbeat_timeout=args.heartbeat_timeout,
-        )
-    except DistributedError as err:
-        print(f"optlab: error: {err}", file=sys.stderr)
-        return 1
-    print(pathlib.Path(logs[0]).read_text(), end="")
-    print(f"optlab: logs of all {args.local_processes} processes: {logs}", file=sys.stderr)
-    return 0

@@ -1,0 +1,58 @@
+"""The ``optlab`` command: one command table, one module per command.
+
+Each command module defines ``add_parser(commands)`` and ``run(args) -> int``; the flags
+shared by several commands are defined once in ``optlab.cli._flags``. A user's mistake
+(``optlab.errors.ConfigError``) prints one line and exits with status 2; a bug is a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import optlab
+from optlab.errors import ConfigError
+
+# command -> module of optlab.cli (imported only when that command runs, or for --help)
+COMMANDS = {
+    "train": "train",
+    "demo": "demo",
+    "export": "export",
+    "summary": "summary",
+    "devices": "devices",
+    "plan": "plan",
+    "doctor": "doctor",
+    "lr-find": "lr_find",
+    "sweep": "sweep",
+}
+
+
+def _module(command: str):
+    return importlib.import_module(f"optlab.cli.{COMMANDS[command]}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line (every command's parser)."""
+    p = argparse.ArgumentParser(
+        prog="optlab", description="Optimizers written from their sources, proven by tests."
+    )
+    p.add_argument("--version", action="version", version=f"optlab {optlab.__version__}")
+    commands = p.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        _module(command).add_parser(commands)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _module(args.command).run(args)
+    except ConfigError as err:  # the user's mistakes: one line, exit 2; bugs: a traceback
+        print(f"optlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""``optlab train``: flags (or a JSON/YAML config file) into a RunConfig, then the run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from optlab.cli._flags import add_run_config_args, config_from_args
+from optlab.errors import ConfigError
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a model (with no flags: an MLP with Adam on scikit-learn's digits)",
+        description="Train a model. Every flag overrides --config; the defaults train an MLP "
+        "with Adam on digits to >95%% test accuracy in well under a minute on a CPU.",
+    )
+    add_run_config_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group(
+        "several processes",
+        "a multi-process run (one process per host): each process runs the same command with "
+        "its own --process-id; the flags fall back to JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID and OPTLAB_INIT_TIMEOUT. A missing or dead peer "
+        "makes JAX abort the process (exit 134) after the timeout: supervise the processes "
+        "(--local-processes does on one machine). Without --mesh the mesh is data=-1 over "
+        "all processes' devices.",
+    ).add_argument
+    d("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for all")
+    d("--num-processes", type=int, metavar="N", help="processes in the run")
+    d("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    d(
+        "--init-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="wait this long for every process to connect (default 60)",
+    )
+    d(
+        "--heartbeat-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="a peer silent this long counts as dead (default 100)",
+    )
+    d(
+        "--local-processes",
+        type=int,
+        metavar="N",
+        help="simulate N hosts on this machine: start N supervised processes on loopback "
+        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
+    )
+    d(
+        "--devices-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="CPU devices each --local-processes process simulates (default 1)",
+    )
+    d(
+        "--launch-timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="--local-processes: wall-clock limit of the whole run (default 3600)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from optlab.parallel._distributed import initialize
+
+    if args.local_processes:
+        return _launch_local(args)
+    cfg = config_from_args(args)
+    initialize(  # before any other JAX call; a no-op for a single-process run
+        args.coordinator,
+        args.num_processes,
+        args.process_id,
+        initialization_timeout=args.init_timeout,
+        **({"heartbeat_timeout": args.heartbeat_timeout} if args.heartbeat_timeout else {}),
+    )
+    from optlab.train.loop import NonFiniteError, train
+
+    try:
+        summary = train(cfg, progress=not args.no_progress)
+    except NonFiniteError as err:
+        print(f"optlab: training stopped: {err}", file=sys.stderr)
+        return 1
+    if summary.get("preempted"):
+        return 0
+    rows = [
+        (k, summary[k])
+        for k in (
+            "test_accuracy",
+            "test_loss",
+            "val_accuracy",
+            "val_loss",
+            "train_loss",
+            "steps",
+            "wall_seconds",
+        )
+        if k in summary
+    ]
+    print(f"\n{'metric':<16}value")
+    for key, value in rows:
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<16}{shown}")
+    print(f"artifacts in {cfg.out}/: config.json metrics.jsonl summary.json checkpoints/ *.png")
+    return 0
+
+
+_LAUNCHER_FLAGS = ("--local-processes", "--devices-per-process", "--launch-timeout")
+
+
+def _launch_local(args: argparse.Namespace) -> int:
+    """``--local-processes N``: this command line, minus the launcher's flags, run as N
+    supervised processes (``optlab.parallel.launch_local``); process 0's output printed."""
+    import pathlib
+    import sys
+
+    from optlab.parallel._distributed import DistributedError, launch_local
+
+    if args.coordinator or args.num_processes or args.process_id is not None:
+        raise ConfigError(
+            "--local-processes picks --coordinator, --num-processes and --process-id itself"
+        )
+    raw = sys.argv[1:]
+    if "train" not in raw or not any(a.split("=")[0] == "--local-processes" for a in raw):
+        raise ConfigError(
+            "--local-processes works from the command line; from Python call "
+            "optlab.parallel.launch_local"
+        )
+    raw = raw[raw.index("train") + 1 :]
+    argv: list[str] = []
+    skip = False
+    for item in raw:
+        if skip:
+            skip = False
+            continue
+        name = item.split("=")[0]
+        if name in _LAUNCHER_FLAGS or name == "--init-timeout" or name == "--heartbeat-timeout":
+            skip = "=" not in item
+            continue
+        argv.append(item)
+    try:
+        logs = launch_local(
+            args.local_processes,
+            argv,
+            devices_per_process=args.devices_per_process,
+            timeout=args.launch_timeout,
+            init_timeout=args.init_timeout or 60,
+            heartbeat_timeout=args.heartbeat_timeout,
+        )
+    except DistributedError as err:
+        print(f"optlab: error: {err}", file=sys.stderr)
+        return 1
+    print(pathlib.Path(logs[0]).read_text(), end="")
+    print(f"optlab: logs of all {args.local_processes} processes: {logs}", file=sys.stderr)
+    return 0

@@ -1,0 +1,11 @@
+"""The errors a user can cause. A leaf module: it imports nothing of optlab, so every layer
+(optimizers, data, models, parallel, train, config, cli) can raise them."""
+
+
+class ConfigError(ValueError):
+    """A mistake in the run configuration or the command line; the message names the field
+    (in Python, the config field such as ``optimizer.learning_rate``; on the command line,
+    the flag) and the fix. ``optlab`` prints it in one line and exits with status 2."""
+
+
+__all__ = ["ConfigError"]
