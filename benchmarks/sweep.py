@@ -44,6 +44,7 @@ from __future__ import annotations
 
 # ruff: noqa: E402  (jax is imported after --host-devices has reached XLA_FLAGS)
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -94,15 +95,8 @@ class OneAtATime:
         self.steps, self.seed, self.cfg = setup.total_steps, tc.seed, cfg
         self.inject = sweep_tx.injected_optimizer(cfg.optimizer, self.steps, ("learning_rate",))
         tx = self.inject(learning_rate=RATES[0])
-        step_fn = make_train_step(
-            setup.model.apply,
-            tx,
-            loss="cross_entropy",
-            learning_rate_fn=lambda _: jnp.zeros([]),
-            skip_nonfinite=True,
-            stop_after_nonfinite=True,
-            monitor=False,
-        )
+        spec = dataclasses.replace(setup.spec, learning_rate_fn=lambda _: jnp.zeros([]))
+        step_fn = make_train_step(setup.model.apply, tx, spec)
         self.traces = 0
 
         def step(state, data, index, mask):

@@ -465,16 +465,7 @@ def breakdown(case: Case, reps: int) -> list[str]:
     full_fn = step_lib.make_train_step(
         setup.model.apply,
         tx,
-        loss="cross_entropy",
-        learning_rate_fn=lambda _: LEARNING_RATE,
-        stop_after_nonfinite=True,
-    )
-    plain_fn = step_lib.make_train_step(
-        setup.model.apply,
-        tx,
-        loss="cross_entropy",
-        learning_rate_fn=lambda _: LEARNING_RATE,
-        skip_nonfinite=False,
+        dataclasses.replace(setup.spec, learning_rate_fn=lambda _: LEARNING_RATE),
     )
     shardings = jax.tree.map(lambda a: a.sharding, holder["state"])
     jit_kw = dict(donate_argnums=0, in_shardings=(shardings, sharding))
@@ -482,9 +473,6 @@ def breakdown(case: Case, reps: int) -> list[str]:
         "optlab step (as trainer)": setup.train_step,
         "  without its monitoring metrics": jax.jit(
             lambda s, b: (full_fn(s, b)[0], {}), out_shardings=(shardings, None), **jit_kw
-        ),
-        "  ... and with skip_nonfinite=False": jax.jit(
-            lambda s, b: (plain_fn(s, b)[0], {}), out_shardings=(shardings, None), **jit_kw
         ),
     }
     states = {k: jax.tree.map(jnp.copy, holder["state"]) for k in variants}

@@ -33,7 +33,14 @@ import optax
 import optlab
 from optlab.config import RunConfig, build_optimizer
 from optlab.models import create_model
-from optlab.train import TrainState, create_state, losses, make_eval_step, make_train_step
+from optlab.train import (
+    StepSpec,
+    TrainState,
+    create_state,
+    losses,
+    make_eval_step,
+    make_train_step,
+)
 
 # --- script plumbing -------------------------------------------------------------------------
 
@@ -147,9 +154,8 @@ class SGDRunner:
         )
         tx = optax.inject_hyperparams(optlab.sgd)(learning_rate=0.0)
         # α lives in the optimizer state; the step's own logged rate is not used here.
-        step = make_train_step(
-            model.apply, tx, loss="cross_entropy", learning_rate_fn=lambda _: jnp.zeros([])
-        )
+        spec = StepSpec(learning_rate_fn=lambda _: jnp.zeros([]), nonfinite="skip", monitor=True)
+        step = make_train_step(model.apply, tx, spec)
         self.step = jax.jit(step, donate_argnums=0)
 
         def init():

@@ -3,6 +3,9 @@
 ``optlab.<name>`` re-exports the optimizers, the regularizers and clippings, parameter
 groups and ``minimize``; ``optlab.schedules`` holds the learning-rate schedules (also
 re-exported here) and ``optlab.testing`` the conformance harness.
+
+"Lecture 03" in a docstring or a message names an entry of ``docs/lectures.md``: each
+lecture's topics, the papers behind them and where optlab implements them.
 """
 
 from optlab import regularizers, schedules

@@ -6,6 +6,7 @@ is (0, 0). Each optimizer's whole path is one compiled ``lax.scan``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -15,18 +16,11 @@ import optax
 
 import optlab
 
-# Rates chosen for this surface (Hessian eigenvalues 8 ± 2√2, so plain GD needs α < 0.18).
+# name -> (factory of the rate, rate): every demo form of the registry's optimizers
 DEMO_OPTIMIZERS: dict[str, tuple[Callable[[float], optax.GradientTransformation], float]] = {
-    "sgd": (optlab.sgd, 0.05),
-    "momentum_heavy_ball": (lambda lr: optlab.momentum(lr, 0.9, form="heavy_ball"), 0.02),
-    "momentum_ema": (lambda lr: optlab.momentum(lr, 0.9, form="ema"), 0.2),
-    "momentum_velocity": (lambda lr: optlab.momentum(lr, 0.9, form="velocity"), 0.02),
-    "nesterov": (lambda lr: optlab.nesterov(lr, 0.9), 0.02),
-    "adagrad": (optlab.adagrad, 0.5),
-    "rmsprop": (optlab.rmsprop, 0.05),
-    "adam": (optlab.adam, 0.1),
-    "nadam": (optlab.nadam, 0.1),
-    "adamw": (optlab.adamw, 0.1),
+    form.label: (functools.partial(entry.factory, **form.args), form.learning_rate)
+    for entry in optlab.OPTIMIZERS.values()
+    for form in entry.demo
 }
 
 

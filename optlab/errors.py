@@ -8,4 +8,9 @@ class ConfigError(ValueError):
     the flag) and the fix. ``optlab`` prints it in one line and exits with status 2."""
 
 
-__all__ = ["ConfigError"]
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the pip command (e.g.
+    ``pip install 'optlab[data]'``). The command line prints it in one line (exit 2)."""
+
+
+__all__ = ["ConfigError", "MissingExtraError"]

@@ -29,6 +29,7 @@ def test_demo_paths_descend():
     np.testing.assert_allclose(paths["momentum_ema"], paths["momentum_heavy_ball"], atol=1e-6)
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -149,8 +149,52 @@ def test_second_call_does_not_recompile():
         ({"method": "adam"}, "needs `learning_rate`"),
         ({"max_iter": 0}, "`max_iter`"),
         ({"tol": -1.0}, "`tol`"),
+        ({"ftol": -1.0}, "`ftol`"),
     ],
 )
 def test_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         optlab.minimize(rosenbrock, jnp.zeros(2), **kwargs)
+
+
+def test_default_lbfgs_converges_where_scipys_defaults_do():
+    """The 100-D Rosenbrock from zeros: scipy's L-BFGS-B defaults end at f ≈ 4e-10 (its
+    ftol); optlab's defaults (max_iter 15000) go on to the gradient tolerance."""
+    rosen = scipy_optimize.rosen
+    scipy_default = scipy_optimize.minimize(
+        rosen, np.zeros(100), jac=scipy_optimize.rosen_der, method="L-BFGS-B"
+    )
+    with jax.enable_x64(True):
+        got = optlab.minimize(rosenbrock, jnp.zeros(100))
+    assert got.converged and got.status == optlab._minimize.GRADIENT
+    assert got.value < 1e-10 and got.value <= scipy_default.fun and got.iterations > 500
+    assert got.message.startswith("converged") and "tol" in got.message
+
+
+def test_the_message_says_max_iter_was_hit():
+    with jax.enable_x64(True):
+        got = optlab.minimize(rosenbrock, jnp.zeros(100), max_iter=50)
+    assert not got.converged and got.iterations == 50
+    assert got.status == optlab._minimize.MAX_ITER_REACHED and "max_iter" in got.message
+
+
+def test_scipys_ftol_stops_on_the_change_of_f():
+    with jax.enable_x64(True):
+        got = optlab.minimize(rosenbrock, jnp.zeros(100), ftol=2.220446049250313e-09)
+    rel = (got.values[-2] - got.values[-1]) / max(abs(got.values[-2]), 1.0)
+    assert got.converged and got.status == optlab._minimize.FUNCTION_CHANGE
+    assert 0 <= rel <= 2.220446049250313e-09 and "ftol" in got.message
+
+
+def test_a_failed_line_search_and_a_non_finite_f_stop_the_run():
+    @jax.custom_jvp
+    def uphill(x):  # x², with a gradient pointing the wrong way: no step decreases f
+        return jnp.sum(x**2)
+
+    uphill.defjvp(lambda primals, tangents: (uphill(*primals), -2 * primals[0] @ tangents[0]))
+    got = optlab.minimize(uphill, jnp.array([1.0, 2.0]))
+    assert not got.converged and got.status == optlab._minimize.LINESEARCH_FAILED
+    assert got.iterations == 1 and "line search" in got.message
+    got = optlab.minimize(lambda x: jnp.sum(jnp.log(x)), jnp.array([1.0]), "sgd", learning_rate=2)
+    assert not got.converged and got.status == optlab._minimize.NONFINITE
+    assert got.iterations == 1 and "not finite" in got.message

@@ -13,12 +13,13 @@ import importlib
 import sys
 
 import optlab
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, MissingExtraError
 
 # command -> module of optlab.cli (imported only when that command runs, or for --help)
 COMMANDS = {
     "train": "train",
     "demo": "demo",
+    "recipes": "recipes",
     "export": "export",
     "summary": "summary",
     "devices": "devices",
@@ -49,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return _module(args.command).run(args)
-    except ConfigError as err:  # the user's mistakes: one line, exit 2; bugs: a traceback
-        print(f"optlab: error: {err}", file=sys.stderr)
+    except (
+        ConfigError,
+        MissingExtraError,
+    ) as err:  # the user's mistakes: one line, exit 2; bugs: a traceback
+        from optlab.cli._flags import to_flags
+
+        print(f"optlab: error: {to_flags(str(err))}", file=sys.stderr)
         return 2
 
 

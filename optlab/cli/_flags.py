@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
+import optlab
 from optlab import config as config_lib
 from optlab.errors import ConfigError
 
@@ -43,6 +45,28 @@ FIELDS = {
     "parallel": ("train", "parallel"),
     "remat": ("train", "remat"),
 }
+
+# config fields that several flags' values go into, or set by switches
+OTHER_FIELDS = {
+    "opt_arg": ("optimizer", "args"),
+    "schedule_arg": ("optimizer", "schedule_args"),
+    "model_arg": ("model", "options"),
+    "augment": ("data", "augment"),
+    "batch_growth": ("data", "batch_growth"),
+    "tensorboard": ("train", "tensorboard"),
+    "profile": ("train", "profile"),
+}
+FLAG_OF = {
+    f"{section}.{field}": "--" + flag.replace("_", "-")
+    for flag, (section, field) in {**FIELDS, **OTHER_FIELDS}.items()
+}
+_FIELD_NAME = re.compile(r"\b(?:data|model|optimizer|train)\.[a-z_]+\b")
+
+
+def to_flags(message: str) -> str:
+    """A message of the Python API, which names config fields (``data.batch_size``), as
+    the command line says it: with the flags (``--batch-size``)."""
+    return _FIELD_NAME.sub(lambda m: FLAG_OF.get(m.group(0), m.group(0)), message)
 
 
 def add_run_config_args(p: argparse.ArgumentParser) -> None:
@@ -80,8 +104,9 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
     add_model_arg(p)
     a(
         "--optimizer",
-        help="sgd, momentum, nesterov, adagrad, rmsprop, adam, nadam, adamw, "
-        "or your own as package.module:function (called with learning_rate=...)",
+        help=f"{', '.join(optlab.optimizer_names())}, or your own as package.module:function "
+        "(called with learning_rate=...; a module in the current directory is found after the "
+        "installed packages)",
     )
     a("--learning-rate", type=float, help="the (peak) learning rate (default 1e-3)")
     a("--momentum", type=float, help="μ of momentum/nesterov, rmsprop's momentum")
@@ -95,8 +120,8 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
     )
     a(
         "--schedule",
-        help="constant, step, exponential, inverse_time, polynomial, cosine, "
-        "cyclical, one_cycle, sgdr",
+        help="the learning rate's schedule, named as in optlab.schedules; in parentheses the "
+        f"--schedule-arg each needs: {optlab.schedules_help()}",
     )
     a(
         "--schedule-arg",
@@ -185,8 +210,22 @@ def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def import_from_cwd() -> None:
+    """``--optimizer mymodule:fn``: let the import find ``mymodule.py`` in the current
+    directory, after the installed packages (appended last to ``sys.path``). Only that
+    flag, typed by the user, does this; an import path in a config file does not."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
 def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
     cfg = config_lib.RunConfig.from_file(args.config) if args.config else config_lib.RunConfig()
+    if args.optimizer and ":" in args.optimizer:
+        import_from_cwd()
     for flag, (section, field) in FIELDS.items():
         value = getattr(args, flag)
         if value is not None:

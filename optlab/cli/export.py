@@ -5,14 +5,37 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+_LOADING = """\
+The artifact takes RAW dataset rows and applies the whole preprocessing of training itself
+(reshape, the source's scaling: digits /16, MNIST /255, and the standardization with the
+training split's mean and std): do not scale or standardize inputs yourself. model.json's
+"input" says what the rows are (shape, "b" = any batch size; dtype float32; their raw
+scale) and lists every step applied, with the statistics; "output" is float32 logits.
+
+Loading it (any JAX program; no optlab needed), e.g. a digits run:
+
+  import jax, numpy as np
+  from sklearn.datasets import load_digits
+  blob = open("runs/default/export/model.jaxexport", "rb").read()
+  exported = jax.export.deserialize(bytearray(blob))
+  rows = load_digits().data[:5].astype(np.float32)  # raw: (5, 64), values 0..16
+  logits = exported.call(rows)                      # (5, 10) float32
+  probabilities = jax.nn.softmax(logits, axis=-1)
+
+or optlab.train.export.load_exported(path)(rows), which converts rows to float32.
+"""
+
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "export",
         help="export a trained run for inference as a serialized jax.export artifact",
-        description="Write <dest>/model.jaxexport (jax.export, weights baked in) and "
-        "model.json from a run's newest good checkpoint. Lowering for cuda and tpu works on "
-        "a CPU-only machine; running there needs those devices. ONNX/TFLite: out of scope.",
+        description="Write <dest>/model.jaxexport (jax.export, weights baked in) and\n"
+        "model.json from a run's newest good checkpoint. Lowering for cuda and tpu works\n"
+        "on a CPU-only machine; running there needs those devices. ONNX/TFLite: out of\n"
+        "scope.",
+        epilog=_LOADING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run", required=True, help="the run folder (optlab train --out)")
     p.add_argument("--dest", help="folder to write (default <run>/export)")

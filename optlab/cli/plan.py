@@ -7,7 +7,7 @@ from typing import Any
 
 from optlab import config as config_lib
 from optlab.cli._flags import add_model_arg, parse_pairs
-from optlab.errors import ConfigError
+from optlab.errors import ConfigError, MissingExtraError
 from optlab.parallel import STRATEGIES
 
 _NEED_MODEL = ("tp", "dp+tp", "krizhevsky")  # their default rules split on "model"
@@ -19,7 +19,9 @@ def add_parser(commands: Any) -> None:
         help="print per-device bytes of params, gradients and optimizer state per strategy",
         description="Build the model's and the optimizer's abstract state (shapes only, "
         "nothing compiled) and print, for each parallel strategy on the mesh, the bytes one "
-        "device holds, and the arrays that fall back to replication.",
+        "device holds, and the arrays that fall back to replication. The mesh is abstract "
+        "(axis sizes, no devices): any mesh can be planned on any machine, e.g. --mesh "
+        "data=4,model=2 on a laptop with one device.",
     )
     a = p.add_argument
     a("--model", default="mlp", help="mlp (default), cnn or transformer")
@@ -28,6 +30,14 @@ def add_parser(commands: Any) -> None:
     add_model_arg(p)
     a("--optimizer", default="adam", help="as `optlab train --optimizer` (default adam)")
     a("--mesh", help="the mesh, e.g. data=4,model=2 or data=-1 (default: one device)")
+    a(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="the device count to plan for: fills in a -1 axis of --mesh, whose sizes must "
+        "then divide N (default: this machine's device count for a -1 axis; otherwise the "
+        "mesh is exactly the sizes given)",
+    )
     a(
         "--strategy",
         action="append",
@@ -47,7 +57,7 @@ def abstract_params(cfg: config_lib.RunConfig) -> Any:
     dc, mc = cfg.data, cfg.model
     try:
         dataset = load_dataset(dc.dataset, data_dir=dc.data_dir, val_fraction=dc.val_fraction)
-    except ValueError as err:
+    except (ValueError, MissingExtraError) as err:
         raise ConfigError(f"--dataset {dc.dataset}: {err}") from err
     classes = dataset.num_classes if dataset.task == "classification" else 1
     options = {"activation": mc.activation, "init": mc.init, **mc.options}
@@ -63,10 +73,28 @@ def abstract_params(cfg: config_lib.RunConfig) -> Any:
     return variables["params"]
 
 
-def run(args: argparse.Namespace) -> int:
-    from optlab.parallel import make_mesh, plan
+def _mesh(abstract_mesh: Any, spec: str | None, devices: int | None) -> Any:
+    """``abstract_mesh`` with its errors naming ``--devices`` instead of the argument."""
+    import jax
 
-    mesh = make_mesh(args.mesh)
+    if devices is not None and devices < 1:
+        raise ConfigError(f"--devices: the device count must be a positive integer, got {devices}")
+    try:
+        return abstract_mesh(spec, devices=devices)
+    except ConfigError as err:
+        if devices is not None or "-1" not in str(spec):
+            raise
+        n = jax.device_count()
+        raise ConfigError(
+            f"{err} (-1 took this machine's {n} device{'s' * (n != 1)}: set --devices N to "
+            "plan for N)"
+        ) from err
+
+
+def run(args: argparse.Namespace) -> int:
+    from optlab.parallel import abstract_mesh, plan
+
+    mesh = _mesh(abstract_mesh, args.mesh, args.devices)
     cfg = config_lib.RunConfig()
     cfg.model.model, cfg.data.dataset, cfg.data.data_dir = args.model, args.dataset, args.data_dir
     cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))

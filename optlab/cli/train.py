@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from optlab.cli._flags import add_run_config_args, config_from_args
+from optlab.cli._flags import add_run_config_args, config_from_args, to_flags
 from optlab.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def add_parser(commands: Any) -> None:
         "train",
         help="train a model (with no flags: an MLP with Adam on scikit-learn's digits)",
         description="Train a model. Every flag overrides --config; the defaults train an MLP "
-        "with Adam on digits to >95%% test accuracy in well under a minute on a CPU.",
+        "with Adam on digits to >95% test accuracy in well under a minute on a CPU.",
     )
     add_run_config_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from optlab.train.loop import NonFiniteError, train
 
+    _warn_slow_precision(cfg.train.precision)
     try:
         summary = train(cfg, progress=not args.no_progress)
     except NonFiniteError as err:
-        print(f"optlab: training stopped: {err}", file=sys.stderr)
+        print(f"optlab: training stopped: {to_flags(str(err))}", file=sys.stderr)
         return 1
     if summary.get("preempted"):
         return 0
@@ -106,8 +107,33 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<16}{shown}")
+    if summary.get("stopped_early"):
+        print(
+            f"stopped early at step {summary['steps']} (no improvement in "
+            f"{cfg.train.monitor} for {cfg.train.early_stopping} evaluations)"
+        )
     print(f"artifacts in {cfg.out}/: config.json metrics.jsonl summary.json checkpoints/ *.png")
     return 0
+
+
+_HALF = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def _warn_slow_precision(precision: str) -> None:
+    """One stderr line when --precision bf16|fp16 would compute on a CPU (process 0 only)."""
+    import sys
+
+    import jax
+
+    if precision not in _HALF or jax.process_index() != 0:
+        return
+    if jax.devices()[0].platform == "cpu":
+        print(
+            f"optlab: warning: --precision {precision}: {_HALF[precision]} compute on a CPU is "
+            "several times slower than fp32 (CPUs lack fast half-precision arithmetic); it "
+            "pays on GPUs/TPUs. Use --precision fp32 here.",
+            file=sys.stderr,
+        )
 
 
 _LAUNCHER_FLAGS = ("--local-processes", "--devices-per-process", "--launch-timeout")

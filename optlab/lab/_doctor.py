@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,9 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
 from optlab import config as config_lib
+from optlab.lab._gradient_check import (  # noqa: F401 (FD_*: re-exported)
+    FD_FLOOR,
+    FD_RESOLUTION,
+    FD_STEPS,
+    FD_TOLERANCE,
+    gradient_check,
+)
 from optlab.train.losses import per_example_loss
 
 __all__ = ["CHECKS", "Check", "DoctorReport", "doctor"]
@@ -45,18 +50,6 @@ log C, so this allows logits of standard deviation up to about 1 and rejects the
 OVERFIT_ACCURACY = 0.99
 OVERFIT_LOSS_RATIO = 0.1  # the subset's loss must fall below a tenth of its initial value
 REGULARIZATION_MARGIN = 0.05  # the penalized run's data loss at least 5% higher
-FD_STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-FD_TOLERANCE = 3e-2
-"""Largest relative error allowed between a gradient coordinate and its central difference.
-
-The difference is taken in float64, but most models (optlab's included) round their
-outputs to float32, which leaves noise ≈ ulp(z)/h in a difference; ReLU kinks crossed by
-a step h add an error of their own. Each coordinate therefore takes the best of the steps
-``FD_STEPS``: a large step beats the rounding, a small one misses the kinks. On correct
-gradients (MLPs of 1–4 hidden layers with ReLU or tanh, batch norm, dropout; the CNN;
-digits, MNIST-1D, spirals, synthetic regression) the largest error measured was 8e-3; a
-wrong gradient (a factor 1.5, a sign, a dropped term) gives errors of 0.3 and more."""
-FD_FLOOR = 1e-2  # errors are relative to at least this fraction of the layer's largest gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +151,9 @@ def doctor(
        the gradient of the mean loss on ``fd_examples`` training examples (training mode,
        a fixed dropout key) against central differences (L(θ + h eᵢ) − L(θ − h eᵢ)) / 2h in
        float64 (``jax.enable_x64``), the best of h ∈ ``FD_STEPS``; the largest relative
-       error |g − ĝ| / max(|g|, |ĝ|, 0.01·max|g of that array|) must be ≤ ``FD_TOLERANCE``.
+       error |g − ĝ| / max(|g|, |ĝ|, 0.01·max|g of that array|, ``FD_RESOLUTION``·max(|L|,
+       1)) must be ≤ ``FD_TOLERANCE`` (both 0, or both below the differences' resolution:
+       agreement).
 
     Args:
       cfg: the run config (default ``RunConfig()``: an MLP with Adam on digits).
@@ -192,6 +187,7 @@ def doctor(
     cfg.train.precision, cfg.train.parallel = "fp32", "jit"
     cfg.train.mesh, cfg.train.strategy = None, "dp"
     setup = build_setup(cfg, model=model, dataset=dataset)
+    cfg = setup.cfg  # with the recipe of its dataset and model
     apply_fn = setup.apply_fn
     ds = setup.dataset
     classification = ds.task == "classification"
@@ -329,75 +325,5 @@ def _overfit_and_regularize(
     return [overfit, regularization]
 
 
-def _gradient_check(
-    apply_fn, loss_name, params, model_state, ds, n: int, per_array: int, seed: int
-) -> Check:
-    x, y = ds.x_train[:n], ds.y_train[:n]
-    rng = np.random.default_rng(seed)
-    key = jax.random.PRNGKey(seed)
-    with jax.enable_x64(True):
-
-        def to64(a):
-            a = jnp.asarray(a)
-            return a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
-
-        p64, ms64 = jax.tree.map(to64, params), jax.tree.map(to64, model_state)
-        flat, unravel = ravel_pytree(p64)
-        x64, y64 = to64(x), to64(y)
-        mutable = list(ms64) if ms64 else False
-
-        def loss(w):
-            variables = {"params": unravel(w), **ms64}
-            out = apply_fn(variables, x64, train=True, rngs={"dropout": key}, mutable=mutable)
-            return jnp.mean(per_example_loss(loss_name, _logits(out).astype(jnp.float64), y64))
-
-        sizes = [leaf.size for leaf in jax.tree.leaves(p64)]
-        starts = np.cumsum([0, *sizes])
-        chosen = [
-            rng.choice(np.arange(starts[i], starts[i + 1]), min(per_array, size), replace=False)
-            for i, size in enumerate(sizes)
-        ]
-        index = np.concatenate(chosen)
-        steps = jnp.asarray(FD_STEPS, jnp.float64)
-
-        @jax.jit
-        def compare(flat, index):  # autodiff's gradient, and (m, steps) central differences
-            def one(i):
-                def at(h):
-                    return (loss(flat.at[i].add(h)) - loss(flat.at[i].add(-h))) / (2 * h)
-
-                return jax.vmap(at)(steps)
-
-            return jax.grad(loss)(flat), jax.lax.map(one, index)
-
-        grad, differences = (np.asarray(a, np.float64) for a in compare(flat, jnp.asarray(index)))
-    analytic = grad[index]
-    best = np.argmin(np.abs(differences - analytic[:, None]), axis=1)
-    closest = differences[np.arange(len(index)), best]
-    # Each coordinate's error is relative to at least FD_FLOOR × its array's largest gradient.
-    owner = np.repeat(np.arange(len(sizes)), [len(c) for c in chosen])
-    largest = np.array([np.abs(grad[a:b]).max(initial=0.0) for a, b in itertools.pairwise(starts)])
-    np.maximum.at(largest, owner, np.abs(closest))
-    floor = FD_FLOOR * largest[owner]
-    scale = np.maximum(np.maximum(np.abs(analytic), np.abs(closest)), floor)
-    errors = np.where(scale > 0, np.abs(analytic - closest) / np.where(scale > 0, scale, 1.0), 0.0)
-    worst = float(errors.max()) if len(errors) else 0.0
-    passed = bool(np.all(np.isfinite(errors))) and worst <= FD_TOLERANCE
-    return Check(
-        "gradient_check",
-        passed,
-        {
-            "coordinates": len(index),
-            "max_rel_error": worst,
-            "median_rel_error": float(np.median(errors)) if len(errors) else 0.0,
-            "tolerance": FD_TOLERANCE,
-        },
-        f"autodiff vs central differences in float64 on {len(index)} random coordinates "
-        f"({per_array} per parameter array, {len(x)} examples)"
-        + (
-            ""
-            if passed
-            else "; they disagree: a custom gradient (jax.custom_vjp/custom_jvp), a "
-            "stop_gradient or a non-differentiable step in the model is wrong"
-        ),
-    )
+def _gradient_check(*args: Any) -> Check:
+    return Check("gradient_check", *gradient_check(*args))

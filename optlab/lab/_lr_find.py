@@ -260,9 +260,12 @@ def lr_find(
     ocfg.schedule, ocfg.schedule_args, ocfg.learning_rate = "constant", {}, float(min_lr)
     cfg.train.steps, cfg.train.epochs = steps, None
     if cfg.train.mesh or cfg.train.parallel != "jit":
-        raise config_lib.ConfigError("lr-find runs on one device: drop --mesh and --parallel")
+        raise config_lib.ConfigError(
+            "lr-find runs on one device: drop train.mesh and train.parallel"
+        )
     setup = build_setup(cfg, dataset=dataset)
-    ds, tc = setup.dataset, cfg.train
+    cfg = setup.cfg  # with the recipe of its dataset and model
+    ocfg, ds, tc = cfg.optimizer, setup.dataset, cfg.train
     tx = sweep_tx.injected_optimizer(ocfg, steps, ("learning_rate",))(learning_rate=min_lr)
     variables = init_variables(setup.model, tc.seed, ds.input_shape)
     params = variables.pop("params")

@@ -99,10 +99,11 @@ def sweep(
 
     cfg = copy.deepcopy(cfg or config_lib.RunConfig())
     check_config(cfg)
+    setup = build_setup(cfg, dataset=dataset)  # validates the run; model, data, step counts
+    cfg = setup.cfg  # with the recipe of its dataset and model
     dc, tc = cfg.data, cfg.train
     resolved, points = grid_points(cfg.optimizer, grid)
     seeds_used = seed_list(seeds, tc.seed)
-    setup = build_setup(cfg, dataset=dataset)  # validates the run; model, data, step counts
     ds, model = setup.dataset, setup.model
     n = len(ds.x_train)
     fold_rows = None if folds is None else kfold_indices(n, folds, tc.seed)
@@ -111,7 +112,7 @@ def sweep(
     )
     if fold_rows is None and len(ds.x_val) == 0:
         raise config_lib.ConfigError(
-            "sweep: no validation split to compare runs on; use --val-fraction > 0 or --folds k"
+            "sweep: no validation split to compare runs on; use data.val_fraction > 0 or --folds k"
         )
     per_epoch = setup.steps_per_epoch  # the trainer's, or with folds the longest part's
     if fold_rows is not None and dc.mode != "full":

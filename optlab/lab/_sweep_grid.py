@@ -98,7 +98,7 @@ def check_config(cfg: config_lib.RunConfig) -> None:
     if tc.mesh or tc.parallel != "jit" or tc.strategy != "dp":
         raise config_lib.ConfigError(
             "sweep: the configurations are spread over all devices by the sweep itself; "
-            "drop --mesh, --parallel and --strategy"
+            "drop train.mesh, train.parallel and train.strategy"
         )
 
 

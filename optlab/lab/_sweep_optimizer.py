@@ -12,7 +12,6 @@ hyper-parameter stays the Python constant the trainer would use.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import numbers
 from collections.abc import Callable, Mapping
@@ -21,7 +20,6 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
-import optlab
 from optlab import config as config_lib
 
 # The CLI's --momentum names a different argument per optimizer (as optlab train maps it).
@@ -29,11 +27,8 @@ MOMENTUM_ALIAS = {"momentum": "mu", "nesterov": "mu", "rmsprop": "momentum"}
 CONFIG_FIELDS = ("learning_rate", "weight_decay")  # OptimizerConfig fields; others are args
 
 
-def _factory(name: str) -> Callable:
-    if name in config_lib.OPTIMIZERS:
-        return config_lib.OPTIMIZERS[name]
-    module_name, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+def _factory(name: Any) -> Callable:
+    return config_lib.resolve_optimizer(name)
 
 
 def is_number(value: Any) -> bool:
@@ -108,12 +103,8 @@ def injected_optimizer(
         args = {**ocfg.args, **{k: v for k, v in hp.items() if k not in CONFIG_FIELDS}}
         if decay and adamw:
             args["weight_decay"] = weight_decay
-        parts = [] if ocfg.clip_norm is None else [optlab.clip_by_global_norm(ocfg.clip_norm)]
-        parts.append(factory(learning_rate=learning_rate, **args))
-        if decay and not adamw:
-            parts.append(optlab.decoupled_weight_decay(weight_decay, learning_rate=learning_rate))
-        tx = parts[0] if len(parts) == 1 else optax.chain(*parts)
-        return tx if ocfg.state_dtype is None else optlab.with_state_dtype(tx, ocfg.state_dtype)
+        tx = factory(learning_rate=learning_rate, **args)
+        return config_lib.assemble(ocfg, tx, learning_rate, weight_decay if decay else 0)
 
     chain.__signature__ = inspect.Signature(  # inject_hyperparams binds by this signature
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]

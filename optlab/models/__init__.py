@@ -34,16 +34,23 @@ Example:
 """
 
 from optlab.models import initializers
+from optlab.models._cnn import CNN
 from optlab.models._factory import MODEL_NAMES, create_model
-from optlab.models._layers import ACTIVATIONS
+from optlab.models._layers import ACTIVATIONS, LayeredModel
+from optlab.models._mlp import MLP
 from optlab.models._summary import summary
+from optlab.models._transformer import Transformer
 from optlab.models.adapters import from_apply, from_nnx
 from optlab.models.initializers import NAMES as INITIALIZERS
 
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
     "INITIALIZERS",
+    "MLP",
     "MODEL_NAMES",
+    "LayeredModel",
+    "Transformer",
     "create_model",
     "from_apply",
     "from_nnx",

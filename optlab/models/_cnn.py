@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from optlab.models import initializers
-from optlab.models._layers import activate
-from optlab.models._mlp import BATCHNORM_MOMENTUM, batchnorm, dense, maybe_remat
+from optlab.models._layers import LayeredModel
 
 
-class CNN(nn.Module):
+class CNN(LayeredModel):
     """Conv → [BatchNorm] → activation per entry of ``channels``, flatten, [Dropout], dense head.
 
     ``spatial_dims`` is 1 for inputs ``(batch, L)`` or ``(batch, L, C)`` and 2 for
@@ -31,10 +28,9 @@ class CNN(nn.Module):
     Dropout, if any, acts once on the flattened features before the head (as Inception's
     "dropout (40%)" before its linear layer, lecture 04).
 
-    ``batchnorm_axis_name`` and ``remat`` as in ``MLP``: the ``jax.pmap`` axis of batch
-    norm's statistics (SyncBatchNorm; ``--parallel pmap`` sets it), and each conv layer
-    (Conv → [BatchNorm] → activation) rematerialized in the backward pass with unchanged
-    parameter paths (``--remat``).
+    The other options are ``LayeredModel``'s, as in ``MLP``: ``batchnorm_axis_name`` (the
+    ``jax.pmap`` axis of batch norm's statistics; SyncBatchNorm), and ``remat``: each conv
+    layer (Conv → [BatchNorm] → activation) rematerialized with unchanged parameter paths.
     """
 
     num_classes: int
@@ -42,15 +38,6 @@ class CNN(nn.Module):
     channels: tuple[int, ...] = (25, 25, 25)
     kernel_size: int = 5
     stride: int = 2
-    activation: str = "relu"
-    kernel_init: Any = "he"
-    batchnorm: bool = False
-    batchnorm_momentum: float = BATCHNORM_MOMENTUM
-    dropout: float = 0.0
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    batchnorm_axis_name: str | None = None
-    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -58,13 +45,11 @@ class CNN(nn.Module):
             x = x[..., None]
         if self.dtype is not None:
             x = x.astype(self.dtype)
-        for features in self.channels:
-            x = maybe_remat(_conv_layer(features, train), self.remat)(self, x)
+        x = self.stack(x, [_conv_layer(features, train) for features in self.channels])
         x = x.reshape(x.shape[0], -1)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout)(x, deterministic=not train)
-        x = dense(self.num_classes, self.kernel_init, True, self.dtype, self.param_dtype)(x)
-        return x.astype(jnp.float32)
+        return self.head(x, self.num_classes)
 
 
 def _conv_layer(features: int, train: bool) -> Callable[[CNN, jax.Array], jax.Array]:
@@ -80,14 +65,6 @@ def _conv_layer(features: int, train: bool) -> Callable[[CNN, jax.Array], jax.Ar
             dtype=cnn.dtype,
             param_dtype=cnn.param_dtype,
         )(x)
-        if cnn.batchnorm:
-            x = batchnorm(
-                train,
-                cnn.batchnorm_momentum,
-                cnn.dtype,
-                cnn.param_dtype,
-                cnn.batchnorm_axis_name,
-            )(x)
-        return activate(cnn.activation, x, dtype=cnn.dtype, param_dtype=cnn.param_dtype)
+        return cnn.normalize_activate(x, train)
 
     return layer

@@ -4,15 +4,15 @@ Each public factory returns a ``jax.nn.initializers``-compatible function
 ``init(key, shape, dtype=jnp.float32) -> jax.Array``; pass it as ``kernel_init=`` to any
 Flax layer, or select it by name with ``create_model(..., init=name)``:
 
-==================  ===============================================  ====================
-name                weights                                          lecture 03 slide
-==================  ===============================================  ====================
-``"constant"``      every weight = c (default c = 0.1)               "A Poor Initialization"
-``"normal"``        N(0, σ²), σ = 0.01                               "Gaussian/Normal"
-``"xavier"``        U(−√(6/(n_j + n_{j+1})), +√(6/(n_j + n_{j+1})))  "Xavier"
-``"xavier_simple"`` N(0, 1)·√(1/n_j)                                 "(Simpler) Xavier"
-``"he"``            N(0, 1)·√(1/(n_j/2)) = N(0, 1)·√(2/n_j)          "Xavier2" (ReLU form)
-==================  ===============================================  ====================
+===================  ===============================================  =======================
+name                 weights                                          lecture 03 slide
+===================  ===============================================  =======================
+``"constant"``       every weight = c (default c = 0.1)               "A Poor Initialization"
+``"normal"``         N(0, σ²), σ = 0.01                               "Gaussian/Normal"
+``"xavier"``         U(−√(6/(n_j + n_{j+1})), +√(6/(n_j + n_{j+1})))  "Xavier"
+``"xavier_simple"``  N(0, 1)·√(1/n_j)                                 "(Simpler) Xavier"
+``"he"``             N(0, 1)·√(1/(n_j/2)) = N(0, 1)·√(2/n_j)          "Xavier2" (ReLU form)
+===================  ===============================================  =======================
 
 n_j is the fan-in (inputs feeding one unit) and n_{j+1} the fan-out (units fed by one
 input). A kernel of shape ``(*receptive_field, n_in, n_out)`` (Flax's layout for ``Dense``

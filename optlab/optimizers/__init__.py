@@ -1,7 +1,7 @@
 """First-order optimizers written from the lectures' formulas."""
 
 from optlab.optimizers._adagrad import AdagradState, adagrad, scale_by_adagrad
-from optlab.optimizers._adam import AdamState, adam, scale_by_adam
+from optlab.optimizers._adam import AdamState, ScaleByAdamState, adam, scale_by_adam
 from optlab.optimizers._adamw import DecoupledStepState, adamw, decoupled_step
 from optlab.optimizers._base import ScaleByLearningRateState, scale_by_learning_rate
 from optlab.optimizers._lbfgs import LbfgsState, lbfgs
@@ -16,30 +16,45 @@ from optlab.optimizers._momentum import (
 )
 from optlab.optimizers._nadam import NadamState, nadam, scale_by_nadam
 from optlab.optimizers._nesterov import NesterovState, nesterov, scale_by_nesterov
+from optlab.optimizers._registry import (
+    OPTIMIZERS,
+    DemoForm,
+    OptimizerEntry,
+    get_optimizer,
+    optimizer_names,
+    optimizers_help,
+)
 from optlab.optimizers._rmsprop import RmspropState, rmsprop, scale_by_rmsprop
 from optlab.optimizers._sgd import sgd
 from optlab.optimizers._state_dtype import with_state_dtype
 
 __all__ = [
+    "OPTIMIZERS",
     "AdagradState",
     "AdamState",
     "DecoupledStepState",
+    "DemoForm",
     "EmaMomentumState",
     "HeavyBallState",
     "LbfgsState",
     "NadamState",
     "NesterovState",
+    "OptimizerEntry",
     "RmspropState",
+    "ScaleByAdamState",
     "ScaleByLearningRateState",
     "VelocityState",
     "adagrad",
     "adam",
     "adamw",
     "decoupled_step",
+    "get_optimizer",
     "lbfgs",
     "momentum",
     "nadam",
     "nesterov",
+    "optimizer_names",
+    "optimizers_help",
     "rmsprop",
     "scale_by_adagrad",
     "scale_by_adam",

@@ -20,12 +20,17 @@ from optlab.optimizers._base import (
 )
 
 
-class AdamState(NamedTuple):
-    """``count``: t − 1 (updates made); ``m``: biased 1st moment; ``v``: biased 2nd raw moment."""
+class ScaleByAdamState(NamedTuple):
+    """``count``: t − 1 (updates made); ``mu``: m, the biased 1st moment; ``nu``: v, the
+    biased 2nd raw moment. optax's ``ScaleByAdamState``: the same names, fields and values."""
 
     count: jax.Array
-    m: optax.Params
-    v: optax.Params
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+AdamState = ScaleByAdamState
+"""Deprecated: the name (with fields ``count, m, v``) before optlab took optax's."""
 
 
 def check_adam_hyperparams(owner: str, b1, b2, eps) -> None:
@@ -52,12 +57,12 @@ def scale_by_adam(
     check_adam_hyperparams("adam", b1, b2, eps)
 
     def init_fn(params):
-        return AdamState(count=init_count(), m=zeros_like(params), v=zeros_like(params))
+        return ScaleByAdamState(count=init_count(), mu=zeros_like(params), nu=zeros_like(params))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         t = next_count(state.count)
-        m, v = ema_moments(b1, b2, state.m, state.v, updates)
+        m, v = ema_moments(b1, b2, state.mu, state.nu, updates)
         correction1 = 1.0 - jnp.asarray(b1) ** t
         correction2 = 1.0 - jnp.asarray(b2) ** t
 
@@ -66,13 +71,13 @@ def scale_by_adam(
             v_hat = v / scalar_like(correction2, v)
             return m_hat / (jnp.sqrt(v_hat) + scalar_like(eps, v))
 
-        return jax.tree.map(direction, m, v), AdamState(count=t, m=m, v=v)
+        return jax.tree.map(direction, m, v), ScaleByAdamState(count=t, mu=m, nu=v)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def adam(
-    learning_rate: ScalarOrSchedule = 1e-3,
+    learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,

@@ -81,7 +81,7 @@ def decoupled_step(
 
 
 def adamw(
-    learning_rate: ScalarOrSchedule = 1e-3,
+    learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,

@@ -77,7 +77,7 @@ def scale_by_nadam(
 
 
 def nadam(
-    learning_rate: ScalarOrSchedule = 2e-3,
+    learning_rate: ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
@@ -108,7 +108,7 @@ def nadam(
     form. ε is outside the root, as in Adam.
 
     Args:
-      learning_rate: α ≥ 0, or a schedule. The default 2e-3 is PyTorch's.
+      learning_rate: α ≥ 0, or a schedule (required, as in optax; PyTorch defaults to 2e-3).
       b1: β1 in [0, 1).
       b2: β2 in [0, 1).
       eps: ε ≥ 0.

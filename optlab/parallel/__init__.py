@@ -20,7 +20,14 @@ Example:
 """
 
 from optlab.parallel._distributed import DistributedError, initialize, launch_local
-from optlab.parallel._mesh import AXES, PMAP_AXIS, describe_devices, make_mesh, mesh_str
+from optlab.parallel._mesh import (
+    AXES,
+    PMAP_AXIS,
+    abstract_mesh,
+    describe_devices,
+    make_mesh,
+    mesh_str,
+)
 from optlab.parallel._plan import GRADIENTS_NOTE, Plan, StrategyPlan, device_bytes, plan
 from optlab.parallel._rules import (
     CONV_PATTERN,
@@ -45,6 +52,7 @@ __all__ = [
     "Plan",
     "Rule",
     "StrategyPlan",
+    "abstract_mesh",
     "describe_devices",
     "device_bytes",
     "initialize",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-from jax.sharding import AxisType, Mesh
+from jax.sharding import AbstractMesh, AxisType, Mesh
 
 from optlab.errors import ConfigError
 
@@ -129,7 +129,49 @@ def make_mesh(
     return jax.make_mesh(shape, names, (AxisType.Auto,) * len(names), devices=chosen)
 
 
-def mesh_str(mesh: Mesh) -> str:
+def abstract_mesh(
+    spec: str | Mapping[str, int] | None = None, *, devices: int | None = None
+) -> AbstractMesh:
+    """The mesh ``make_mesh(spec)`` would build, as a ``jax.sharding.AbstractMesh``: axis
+    names and sizes, no devices. Planning is shapes only, so a mesh of any size can be
+    planned on a machine with one device.
+
+    ``devices`` is the device count to plan for. It fills in a ``-1`` axis (default: this
+    machine's device count, ``jax.device_count()``) and, when given, the sizes must divide it
+    as ``make_mesh`` requires of real devices; without it and without a ``-1`` the mesh is
+    exactly the sizes given.
+
+    Args:
+      spec: axis sizes as for ``make_mesh``; ``None`` for ``{"data": 1}``.
+      devices: the number of devices to plan for (a positive integer) or ``None``.
+
+    Returns:
+      A ``jax.sharding.AbstractMesh`` with ``Auto`` axes, data outermost.
+
+    Raises:
+      ConfigError: as ``make_mesh`` does, and for a ``devices`` that is not a positive int.
+
+    Example:
+      >>> from optlab.parallel import abstract_mesh
+      >>> abstract_mesh("data=16,model=4")
+      AbstractMesh('data': 16, 'model': 4, axis_types=(Auto, Auto))
+      >>> dict(abstract_mesh("data=-1,model=2", devices=64).shape)
+      {'data': 32, 'model': 2}
+    """
+    if devices is not None and (
+        isinstance(devices, bool) or not isinstance(devices, int) or devices < 1
+    ):
+        raise ConfigError(f"devices: the device count must be a positive integer, got {devices!r}")
+    sizes = _parse({"data": 1} if spec is None else spec)
+    if devices is None:
+        fixed = math.prod(sizes.values())
+        devices = jax.device_count() if fixed < 0 else fixed  # -1 present: its product < 0
+    resolved = _resolve(sizes, devices)
+    names = tuple(resolved)
+    return AbstractMesh(tuple(resolved.values()), names, axis_types=(AxisType.Auto,) * len(names))
+
+
+def mesh_str(mesh: Mesh | AbstractMesh) -> str:
     """``"data=4,model=2"``: the mesh as ``--mesh`` writes it.
 
     Example:

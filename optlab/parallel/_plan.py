@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import AbstractMesh, Mesh
 from jax.sharding import PartitionSpec as P
 
 from optlab.parallel._rules import (
@@ -23,7 +23,7 @@ from optlab.parallel._rules import (
 )
 
 
-def device_bytes(tree: Any, specs: Any, mesh: Mesh) -> int:
+def device_bytes(tree: Any, specs: Any, mesh: Mesh | AbstractMesh) -> int:
     """Bytes one device holds of ``tree`` laid out by ``specs``: each array's ``nbytes``
     over the product of the sizes of the mesh axes its spec names.
 
@@ -116,13 +116,15 @@ class Plan:
 def plan(
     params: Any,
     opt_state_fn_or_tx: Callable[[Any], Any] | Any,
-    mesh: Mesh,
+    mesh: Mesh | AbstractMesh,
     strategies: Sequence[str] = STRATEGIES,
 ) -> Plan:
     """Per-device bytes of params, gradients and optimizer state for each strategy.
 
     Computed from shapes (``jax.eval_shape`` of the optimizer's ``init``): nothing is
-    compiled or placed, so a model too large for one device can be planned on a laptop.
+    compiled or placed, so a model too large for one device can be planned on a laptop, and
+    for a mesh larger than the machine's: pass ``abstract_mesh("data=64,model=8")`` (axis
+    sizes, no devices) instead of a ``make_mesh`` mesh; the bytes are the same.
     Under zero1 and fsdp the state's fallbacks are those of fsdp's specs. tp, dp+tp and
     krizhevsky need the mesh axes their rules name (``"model"`` for the defaults): plan
     ``("dp", "fsdp", "zero1")`` on a mesh without one.
@@ -130,7 +132,7 @@ def plan(
     Args:
       params: arrays or ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape(model.init, ...)``).
       opt_state_fn_or_tx: an ``optax.GradientTransformation`` or its ``init`` function.
-      mesh: the mesh to plan for.
+      mesh: the mesh to plan for: ``make_mesh(...)`` or ``abstract_mesh(...)``.
       strategies: the strategies to plan (default all of ``STRATEGIES``).
 
     Returns:

@@ -273,7 +273,7 @@ def opt_state_specs(
       >>> specs, _ = param_specs(params, mesh, "zero1")
       >>> adam_state, _ = opt_state_specs(tx, tx.init(params), params, specs, mesh, "zero1")
       >>> adam_state
-      AdamState(count=P(), m={'w': P('data',)}, v={'w': P('data',)})
+      ScaleByAdamState(count=P(), mu={'w': P('data',)}, nu={'w': P('data',)})
     """
     _check_strategy(strategy)
     wanted = _param_specs(params, mesh, "fsdp")[0] if strategy == "zero1" else param_specs

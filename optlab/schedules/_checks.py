@@ -24,6 +24,7 @@ __all__ = [
     "check_at_least",
     "check_choice",
     "check_factor",
+    "check_momentum_range",
     "check_non_negative",
     "check_non_negative_int",
     "check_not_above",
@@ -85,3 +86,10 @@ def check_not_above(owner: str, low: str, low_value: Any, high: str, high_value:
             f"<= `{high}` ({high_value!r})",
             f"Did you swap `{low}` and `{high}`?",
         )
+
+
+def check_momentum_range(owner: str, base_momentum: Any, max_momentum: Any, fix: str) -> None:
+    """A momentum cycle's bounds: both in [0, 1) and ``base_momentum <= max_momentum``."""
+    check_unit_interval(owner, "base_momentum", base_momentum, fix)
+    check_unit_interval(owner, "max_momentum", max_momentum, fix)
+    check_not_above(owner, "base_momentum", base_momentum, "max_momentum", max_momentum)

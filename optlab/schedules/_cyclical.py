@@ -156,9 +156,7 @@ def cyclical_momentum(
     """
     owner = "cyclical_momentum"
     fix = "Smith suggests cycling between 0.85 and 0.95."
-    _checks.check_unit_interval(owner, "base_momentum", base_momentum, fix)
-    _checks.check_unit_interval(owner, "max_momentum", max_momentum, fix)
-    _checks.check_not_above(owner, "base_momentum", base_momentum, "max_momentum", max_momentum)
+    _checks.check_momentum_range(owner, base_momentum, max_momentum, fix)
     _check_cycle(owner, step_size, step_size_down, mode, gamma)
 
     def schedule(step):

@@ -180,9 +180,7 @@ def one_cycle_momentum(
     """
     owner = "one_cycle_momentum"
     fix = "PyTorch's defaults are 0.85 and 0.95."
-    _checks.check_unit_interval(owner, "base_momentum", base_momentum, fix)
-    _checks.check_unit_interval(owner, "max_momentum", max_momentum, fix)
-    _checks.check_not_above(owner, "base_momentum", base_momentum, "max_momentum", max_momentum)
+    _checks.check_momentum_range(owner, base_momentum, max_momentum, fix)
     _check_one_cycle(owner, total_steps, pct_start, anneal, three_phase)
     endpoints = [(max_momentum, base_momentum), (base_momentum, max_momentum)]
     if three_phase:

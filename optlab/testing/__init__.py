@@ -23,10 +23,16 @@ from optlab.testing._contract import (
     contract_suite,
 )
 from optlab.testing._problems import descent_gradient, parabola, rosenbrock
-from optlab.testing._reference import RolloutReport, assert_matches_reference, random_tree
+from optlab.testing._reference import (
+    Difference,
+    RolloutReport,
+    assert_matches_reference,
+    random_tree,
+)
 
 __all__ = [
     "CONTRACT_CHECKS",
+    "Difference",
     "OptimizerSpec",
     "RolloutReport",
     "assert_matches_reference",

@@ -272,7 +272,14 @@ def check_extra_args(spec: OptimizerSpec) -> None:
     tx = spec.make(learning_rate=spec.learning_rate)
     params = _params()
     with_extra = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.ones(()), grad=g))
-    got, _ = with_extra(_grads(0), tx.init(params), params)
+    try:
+        got, _ = with_extra(_grads(0), tx.init(params), params)
+    except TypeError as err:
+        raise AssertionError(
+            f"{spec.name}: update() takes no extra keyword arguments ({err}); the trainer "
+            "passes value=loss. Return optax.with_extra_args_support(tx), or build it from "
+            "transformations that accept **extra_args (optax.GradientTransformationExtraArgs)"
+        ) from None
     want, _ = jax.jit(tx.update)(_grads(0), tx.init(params), params)
     chex.assert_trees_all_close(got, want)
 

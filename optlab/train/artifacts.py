@@ -1,4 +1,4 @@
-"""The run folder: config.json, metrics.jsonl, summary.json, PNG curves (DESIGN.md).
+"""The run folder: config.json, metrics.jsonl, summary.json, PNG curves (docs/architecture.md).
 
 Only process 0 writes these; every write of a whole file is atomic (temp file + rename)
 and metrics.jsonl is trimmed back to a checkpoint's step on resume.
@@ -104,11 +104,14 @@ class MetricsLog:
 
 
 def plot_curves(records: list[dict], out_dir: pathlib.Path) -> list[pathlib.Path]:
-    """loss.png and accuracy.png: train against validation over steps."""
-    import matplotlib
+    """loss.png and accuracy.png: train against validation over steps.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Each figure is a ``matplotlib.figure.Figure`` on its own Agg canvas, never pyplot: the
+    process's matplotlib backend and pyplot's figure list are left untouched (a notebook's
+    later ``plt.show()`` still shows).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     written = []
     for metric in ("loss", "accuracy"):
@@ -122,7 +125,9 @@ def plot_curves(records: list[dict], out_dir: pathlib.Path) -> list[pathlib.Path
         ]
         if not train and not val:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         for points, label in ((train, "train"), (val, "validation")):
             if points:
                 ax.plot(*zip(*points, strict=True), label=label)
@@ -133,7 +138,6 @@ def plot_curves(records: list[dict], out_dir: pathlib.Path) -> list[pathlib.Path
         fig.tight_layout()
         path = out_dir / f"{metric}.png"
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         written.append(path)
     return written
 

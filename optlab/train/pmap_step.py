@@ -116,29 +116,33 @@ def check_pmap(cfg: Any, mesh) -> None:
     ``ConfigError`` naming the flag and the fix otherwise)."""
     dc, tc = cfg.data, cfg.train
     if tc.parallel not in ("jit", "pmap"):
-        raise ConfigError(f"--parallel: unknown {tc.parallel!r}; choose jit or pmap")
+        raise ConfigError(f"train.parallel: unknown {tc.parallel!r}; choose jit or pmap")
     if tc.parallel != "pmap":
         return
     if tc.strategy != "dp":
         raise ConfigError(
-            f"--parallel pmap replicates the state: use --strategy dp, not {tc.strategy}"
+            f"train.parallel pmap replicates the state: use train.strategy dp, not {tc.strategy}"
         )
     if tc.accumulate > 1:
-        raise ConfigError("--parallel pmap does not accumulate gradients: use --accumulate 1")
+        raise ConfigError(
+            "train.parallel pmap does not accumulate gradients: use train.accumulate 1"
+        )
     if tc.precision == "fp16":
         raise ConfigError(
-            "--parallel pmap has no dynamic loss scaling: use --precision fp32 or bf16"
+            "train.parallel pmap has no dynamic loss scaling: use train.precision fp32 or bf16"
         )
     if any(size > 1 for axis, size in mesh.shape.items() if axis != "data"):
         raise ConfigError(
-            "--parallel pmap splits the batch only: use a --mesh with data axis alone"
+            "train.parallel pmap splits the batch only: use a train.mesh with data axis alone"
         )
     if jax.process_count() > 1:
-        raise ConfigError("--parallel pmap runs in one process: use --parallel jit for several")
+        raise ConfigError(
+            "train.parallel pmap runs in one process: use train.parallel jit for several"
+        )
     n = mesh.size
     if dc.mode != "full" and dc.batch_size % n:
         raise ConfigError(
-            f"--batch-size {dc.batch_size} must divide by the {n} devices of --parallel pmap"
+            f"data.batch_size {dc.batch_size} must divide by the {n} devices of train.parallel pmap"
         )
 
 

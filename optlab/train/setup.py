@@ -16,6 +16,19 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
+from optlab.data import BatchIterator, load_dataset, wrap_iterator
+from optlab.data.augment import augment
+from optlab.errors import MissingExtraError
+from optlab.models import LayeredModel, Transformer, create_model
+from optlab.models.adapters import as_apply
+from optlab.parallel import (
+    STRATEGIES,
+    make_mesh,
+    opt_state_specs,
+    param_specs,
+    shardings,
+)
+from optlab.train.pmap_step import PmapAdapter, check_pmap, make_pmap_step, sync_batchnorm
 from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
@@ -31,6 +44,8 @@ INITIAL_LOSS_SCALE = 2.0**15  # float16's dynamic loss scaling starts here and a
 
 @dataclasses.dataclass
 class Setup:
+    cfg: Any  # the resolved RunConfig: the recipe's values filled in where none was given
+    sources: dict  # "section.field" -> "given", "recipe DATASET/MODEL" or "default"
     mesh: Any
     batch_sharding: NamedSharding  # train batches ((K, B, ...) with accumulation)
     eval_sharding: NamedSharding  # evaluation batches (B, ...)
@@ -59,7 +74,6 @@ def default_mesh():
     """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh. In a
     multi-process run, ``data=-1``: every process's devices (a one-device mesh would leave
     the other processes without a device of the mesh)."""
-    from optlab.parallel import make_mesh
 
     return make_mesh({"data": -1} if jax.process_count() > 1 else None)
 
@@ -67,7 +81,6 @@ def default_mesh():
 def _state_shardings(abstract: TrainState, tx, mesh, strategy: str) -> TrainState:
     """Explicit shardings for the whole state: params and optimizer state by the strategy's
     rules (optlab.parallel), everything else (counters, keys, batch statistics) replicated."""
-    from optlab.parallel import opt_state_specs, param_specs, shardings
 
     replicated = NamedSharding(mesh, P())
     p_specs, _ = param_specs(abstract.params, mesh, strategy)
@@ -82,21 +95,16 @@ def _err(msg: str) -> config_lib.ConfigError:
 
 def _layered(model: Any) -> bool:
     """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
-    from optlab.models._cnn import CNN
-    from optlab.models._mlp import MLP
-
-    return isinstance(model, MLP | CNN)
+    return isinstance(model, LayeredModel)
 
 
 def _rematerialized(model: Any, what: str) -> Any:
     """``--remat``: the model with each layer (transformer: each block) rematerialized in
-    the backward pass; the parameter paths stay (``optlab.models._mlp.maybe_remat``)."""
-    from optlab.models._transformer import Transformer
-
+    the backward pass; the parameter paths stay (``optlab.models.LayeredModel``)."""
     if not (_layered(model) or isinstance(model, Transformer)):
         raise _err(
-            f"--remat: {what} has no rematerialized layers (optlab's mlp, cnn and "
-            "transformer have); drop --remat, or wrap your model's blocks in "
+            f"train.remat: {what} has no rematerialized layers (optlab's mlp, cnn and "
+            "transformer have); drop train.remat, or wrap your model's blocks in "
             "flax.linen.remat yourself"
         )
     return model.clone(remat=True)
@@ -122,75 +130,71 @@ def build_setup(
       ``get_state``/``set_state``, ``state_dict``/``load_state_dict``) its position is
       checkpointed; otherwise a resumed run restarts it. Needs ``--steps``.
     """
-    from optlab.data import BatchIterator, load_dataset
-    from optlab.models import create_model
-    from optlab.models.adapters import as_apply
 
+    cfg, sources = config_lib.resolve_recipe(cfg)
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     for name, value in (
-        ("--batch-size", dc.batch_size),
-        ("--accumulate", tc.accumulate),
-        ("--log-every", tc.log_every),
+        ("data.batch_size", dc.batch_size),
+        ("train.accumulate", tc.accumulate),
+        ("train.log_every", tc.log_every),
     ):
         if not isinstance(value, int) or value < 1:
             raise _err(f"{name} must be a positive integer, got {value!r}")
     if tc.epochs is not None and (not isinstance(tc.epochs, int) or tc.epochs < 1):
-        raise _err(f"--epochs must be a positive integer, got {tc.epochs!r}")
+        raise _err(f"train.epochs must be a positive integer, got {tc.epochs!r}")
     if tc.steps is not None and (not isinstance(tc.steps, int) or tc.steps < 1):
-        raise _err(f"--steps must be a positive integer, got {tc.steps!r}")
+        raise _err(f"train.steps must be a positive integer, got {tc.steps!r}")
     if tc.nonfinite not in ("stop", "skip"):
-        raise _err(f"--nonfinite must be 'stop' or 'skip', got {tc.nonfinite!r}")
+        raise _err(f"train.nonfinite must be 'stop' or 'skip', got {tc.nonfinite!r}")
     if tc.tensorboard:
         import importlib.util
 
         if importlib.util.find_spec("tensorboardX") is None:
-            raise _err("--tensorboard needs tensorboardX: pip install 'optlab[tensorboard]'")
+            raise _err("train.tensorboard needs tensorboardX: pip install 'optlab[tensorboard]'")
     if tc.precision not in PRECISIONS:
-        raise _err(f"--precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
+        raise _err(f"train.precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
     if not isinstance(tc.remat, bool):
-        raise _err(f"--remat is a switch (true or false), got {tc.remat!r}")
+        raise _err(f"train.remat is a switch (true or false), got {tc.remat!r}")
 
     if dataset is None:
         try:
             dataset = load_dataset(
                 dc.dataset, seed=tc.seed, data_dir=dc.data_dir, val_fraction=dc.val_fraction
             )
-        except ValueError as err:
-            raise _err(f"--dataset {dc.dataset}: {err}") from err
+        except (ValueError, MissingExtraError) as err:
+            raise _err(f"data.dataset {dc.dataset}: {err}") from err
     if train_batches is not None and tc.steps is None:
-        raise _err("--steps: training from your own iterator needs a number of steps")
+        raise _err("train.steps: training from your own iterator needs a number of steps")
     if mesh is None:
-        from optlab.parallel import STRATEGIES, make_mesh
-
         if tc.strategy not in STRATEGIES:
-            raise _err(f"--strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}")
+            raise _err(
+                f"train.strategy: unknown {tc.strategy!r}; choose from {', '.join(STRATEGIES)}"
+            )
         mesh = make_mesh(tc.mesh) if tc.mesh else default_mesh()
     data_size = mesh.shape["data"]
-    from optlab.train.pmap_step import check_pmap
 
     check_pmap(cfg, mesh)
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
     if train_batches is None and dc.mode != "full" and dc.batch_size > len(dataset.x_train):
         raise _err(
-            f"--batch-size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
-            "examples; use a smaller batch or --mode full"
+            f"data.batch_size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
+            "examples; use a smaller batch or data.mode full"
         )
     if dc.mode == "online" and data_size > 1:
         raise _err(
-            f"--mode online takes one example a step, which cannot be split over the "
-            f"{data_size} shards of the mesh's data axis; use --mesh data=1 (a model axis is fine)"
+            f"data.mode online takes one example a step, which cannot be split over the "
+            f"{data_size} shards of the mesh's data axis; use train.mesh data=1 (a model axis "
+            "is fine)"
         )
     if dc.mode == "full" and train_batches is None and len(dataset.x_train) % data_size:
         raise _err(
-            f"--mode full: the {len(dataset.x_train)} training examples do not divide by the "
-            f"{data_size} data shards; use a --mesh data size that divides them"
+            f"data.mode full: the {len(dataset.x_train)} training examples do not divide by the "
+            f"{data_size} data shards; use a train.mesh data size that divides them"
         )
     if dc.mode != "full" and dc.batch_size % data_size:
-        raise _err(f"--batch-size {dc.batch_size} must divide by the {data_size} data shards")
+        raise _err(f"data.batch_size {dc.batch_size} must divide by the {data_size} data shards")
     if train_batches is not None:
-        from optlab.data import wrap_iterator
-
         train_iter = wrap_iterator(train_batches, batch_size=global_batch // processes)
         steps_per_epoch = max(1, math.ceil(len(dataset.x_train) / global_batch))
     else:
@@ -207,7 +211,7 @@ def build_setup(
                 batch_size_schedule=dc.batch_growth,
             )
         except ValueError as err:
-            raise _err(f"--batch-size/--mode: {err}") from err
+            raise _err(f"data.batch_size/data.mode: {err}") from err
         steps_per_epoch = max(1, train_iter.steps_per_epoch)
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
 
@@ -228,9 +232,9 @@ def build_setup(
                 mc.model, num_classes=num_outputs, input_shape=dataset.input_shape, **options
             )
         except (ValueError, TypeError) as err:
-            raise _err(f"--model {mc.model}: {err}") from err
+            raise _err(f"model.model {mc.model}: {err}") from err
         if tc.remat:
-            model = _rematerialized(model, f"--model {mc.model}")
+            model = _rematerialized(model, f"model.model {mc.model}")
         apply_fn = model.apply
     else:
         if tc.remat:
@@ -244,13 +248,11 @@ def build_setup(
 
     augment_fn = None
     if dc.augment:
-        from optlab.data.augment import augment
-
         ops = tuple(dc.augment)
         try:
             augment(jax.random.PRNGKey(0), jnp.zeros((1, *dataset.input_shape)), ops)
         except ValueError as err:
-            raise _err(f"--augment: {err}") from err
+            raise _err(f"data.augment: {err}") from err
         augment_fn = lambda key, x: augment(key, x, ops)  # noqa: E731
 
     replicated = NamedSharding(mesh, P())
@@ -343,8 +345,6 @@ def build_setup(
     train_step, monitored_step = None, None
     pmap_adapter = None
     if tc.parallel == "pmap":
-        from optlab.train.pmap_step import PmapAdapter, make_pmap_step, sync_batchnorm
-
         pmap_adapter = PmapAdapter(mesh.devices.flatten(), state_sharding)
         pmap_apply = sync_batchnorm(model, apply_fn, _layered(model))
         train_step, monitored_step = (
@@ -355,6 +355,8 @@ def build_setup(
         train_step, monitored_step = compiled_step(spec), compiled_step(spec.monitored())
 
     return Setup(
+        cfg=cfg,
+        sources=sources,
         mesh=mesh,
         batch_sharding=batch_sharding,
         eval_sharding=eval_sharding,

@@ -3,9 +3,12 @@ writes, and its CSV numbers against the dict it returns and the verdicts it prin
 
 import math
 
+import pytest
 from PIL import Image
 
 from tests.experiments.conftest import read_csv
+
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
 
 NAME = "01_optimizer_comparison"
 

@@ -9,6 +9,8 @@ import pytest
 from optlab.data import load_dataset
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "02_gd_vs_sgd_vs_minibatch"
 MODES = ("full", "online", "minibatch")
 

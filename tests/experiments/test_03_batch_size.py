@@ -8,6 +8,8 @@ import pytest
 from optlab.data import load_dataset
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "03_batch_size"
 SIZES = (32, 128)  # --quick's batch sizes; the reference batch is 128, α = 0.1
 EPOCHS = 2

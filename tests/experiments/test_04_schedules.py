@@ -10,6 +10,8 @@ import pytest
 from optlab.data import load_dataset
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "04_schedules"
 TRAINED = ("constant", "step", "exponential", "cosine", "cyclical", "inverse_time", "plateau")
 ALPHA, EPOCHS, BATCH = 0.2, 3, 64  # --quick's run

@@ -6,6 +6,8 @@ import pytest
 
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "06_conditioning"
 
 

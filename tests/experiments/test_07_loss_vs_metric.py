@@ -5,6 +5,8 @@ import pytest
 
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "07_loss_vs_metric"
 
 

@@ -4,6 +4,8 @@ import pytest
 
 from tests.experiments.conftest import check_files, read_csv
 
+pytestmark = pytest.mark.slow  # the experiment scripts' smoke runs
+
 NAME = "08_mnist1d_baselines"
 
 

@@ -12,6 +12,7 @@ from optlab.cli import main
 from optlab.config import ConfigError, RunConfig
 from optlab.lab import Check, DoctorReport, doctor
 from optlab.lab._doctor import CHECKS, FD_TOLERANCE
+from optlab.lab._gradient_check import FD_RESOLUTION, _relative_errors
 from optlab.models import from_apply
 
 
@@ -95,6 +96,27 @@ def test_a_wrong_custom_gradient_fails_the_finite_difference_check():
     assert not check.passed
     # Coordinates of the first layer are off by 1.5×: relative error (1.5 − 1)/1.5 = 1/3.
     assert check.numbers["max_rel_error"] == pytest.approx(1 / 3, rel=1e-3)
+
+
+def test_constant_init_passes_the_gradient_check(capsys):
+    # `optlab doctor --init constant`: the symmetric layers' gradients are ~1e-8 by autodiff
+    # and exactly 0 by differences (below what a float32 loss resolves): agreement, not 0/0.
+    assert main(["doctor", "--init", "constant", "--check", "gradient_check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PASS gradient_check: coordinates=24, max_rel_error=")
+    assert out.rstrip().endswith("all 1 checks passed")
+
+
+def test_relative_errors_treat_equal_and_unresolvable_gradients_as_agreement():
+    analytic = np.array([0.0, 2e-8, 1.5, -1.0, 1e-3, np.nan])
+    closest = np.array([0.0, 0.0, 1.0, 1.0, 1e-3, 1.0])
+    floor = np.full(6, FD_RESOLUTION * math.log(10))  # the floor of a loss of log 10
+    errors = _relative_errors(analytic, closest, floor)
+    assert errors[0] == 0.0  # both exactly 0: no 0/0
+    assert errors[1] < 0.1 * FD_TOLERANCE  # both below the differences' resolution
+    assert errors[2] == pytest.approx(1 / 3) and errors[3] == pytest.approx(2.0)  # ×1.5, sign
+    assert errors[4] == 0.0 and np.isnan(errors[5])
+    assert FD_RESOLUTION == pytest.approx(np.finfo(np.float32).eps / 2e-2)
 
 
 def test_tiny_learning_rate_fails_overfitting_and_regularization_via_the_cli(capsys):

@@ -54,9 +54,15 @@ def test_algorithm_1(alpha, b1, b2, eps, grad_scale):
 
 
 def test_defaults_are_the_papers():
-    # Lecture 03's "β2 = 0.888" is a typo for 0.999.
+    # Lecture 03's "β2 = 0.888" is a typo for 0.999. The paper's α = 1e-3 is not a default:
+    # the learning rate is required, as in optax (tests/optimizers/test_registry.py).
     defaults = {k: p.default for k, p in inspect.signature(optlab.adam).parameters.items()}
-    assert defaults == {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    assert defaults == {
+        "learning_rate": inspect.Parameter.empty,
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+    }
 
 
 def test_parity_optax():

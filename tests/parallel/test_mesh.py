@@ -5,7 +5,7 @@ import pytest
 from jax.sharding import AxisType
 
 from optlab.config import ConfigError
-from optlab.parallel import describe_devices, make_mesh, mesh_str
+from optlab.parallel import abstract_mesh, describe_devices, make_mesh, mesh_str
 
 
 def test_eight_devices():
@@ -74,3 +74,26 @@ def test_describe_devices():
     assert "data=4,model=2 (8 devices, axis types Auto)" in text
     assert "data=1 (1 device," in describe_devices()
     assert mesh_str(make_mesh({"model": 2})) == "data=1,model=2"
+
+
+@pytest.mark.parametrize("spec", [None, "data=-1", "data=4,model=2", {"model": 2}, "data=2"])
+def test_abstract_mesh_matches_make_mesh(spec):
+    real, abstract = make_mesh(spec), abstract_mesh(spec)
+    assert dict(abstract.shape) == dict(real.shape)
+    assert abstract.axis_names == real.axis_names and abstract.axis_types == real.axis_types
+    assert mesh_str(abstract) == mesh_str(real)
+
+
+def test_abstract_mesh_larger_than_the_machine():
+    assert dict(abstract_mesh("data=16,model=4").shape) == {"data": 16, "model": 4}
+    assert dict(abstract_mesh("model=2, data=-1", devices=64).shape) == {"data": 32, "model": 2}
+    assert dict(abstract_mesh("data=2", devices=64).shape) == {"data": 2}
+    with pytest.raises(ConfigError, match="needs 16 devices but only 8"):
+        abstract_mesh("data=16", devices=8)
+    with pytest.raises(ConfigError, match="do not divide the 8 devices"):
+        abstract_mesh("data=-1,model=3")  # -1 takes this machine's 8 devices
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(ConfigError, match="devices: the device count must be a positive"):
+            abstract_mesh("data=2", devices=bad)
+    with pytest.raises(ConfigError, match="unknown axis 'pipe'"):
+        abstract_mesh("pipe=2")

@@ -17,6 +17,8 @@ import pytest
 
 from optlab.parallel._distributed import DistributedError, launch_local, local_env
 
+pytestmark = pytest.mark.slow  # several processes
+
 HERE = pathlib.Path(__file__).parent
 RUN = [
     "--dataset",

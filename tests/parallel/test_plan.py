@@ -15,6 +15,7 @@ from optlab.models import create_model
 from optlab.parallel import (
     GRADIENTS_NOTE,
     STRATEGIES,
+    abstract_mesh,
     make_mesh,
     opt_state_specs,
     param_specs,
@@ -126,6 +127,15 @@ def test_jitted_step_on_dp_tp_matches_one_device():
     kernel = state[0]["Dense_1"]["kernel"]
     assert kernel.sharding.spec == P(None, "model")
     assert kernel.addressable_shards[0].data.shape == (32, 16)
-    assert state[1][0].m["Dense_1"]["kernel"].sharding.spec == P(None, "model")
+    assert state[1][0].mu["Dense_1"]["kernel"].sharding.spec == P(None, "model")
     for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(single), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["data=8", "data=4,model=2", "data=2,model=4"])
+def test_plan_on_an_abstract_mesh_equals_the_real_one(params_of, spec):
+    params, tx = params_of("cnn", (40,)), optlab.adam(1e-3)
+    strategies = STRATEGIES if "model" in spec else ("dp", "fsdp", "zero1")
+    real = plan(params, tx, make_mesh(spec), strategies)
+    assert plan(params, tx, abstract_mesh(spec), strategies) == real
+    assert str(plan(params, tx, abstract_mesh(spec), strategies)) == str(real)

@@ -149,7 +149,7 @@ def test_remat_flag_and_unsupported_models(tmp_path, capsys):
     args.out, args.steps = str(tmp_path / "run"), 1
     cfg = config_from_args(args)
     own = nnx.Linear(64, 10, rngs=nnx.Rngs(0))  # a user's model: optlab cannot remat it
-    with pytest.raises(ConfigError, match=r"--remat: .* wrap your model's blocks") as err:
+    with pytest.raises(ConfigError, match=r"train\.remat: .* wrap your model's blocks") as err:
         train(cfg, model=own, progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()

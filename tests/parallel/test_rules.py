@@ -172,12 +172,12 @@ def test_adam_state_specs(params_of, strategy):
     adam = specs[0]
     assert adam.count == P() and specs[1].count == P()
     expected = param_specs(params, mesh, "fsdp")[0] if strategy == "zero1" else p_specs
-    assert adam.m == expected and adam.v == expected
+    assert adam.mu == expected and adam.nu == expected
     if strategy == "zero1":  # state split on data, params replicated
         assert set(flat(p_specs).values()) == {P()}
-        assert flat(adam.m)["Dense_1/kernel"] == P("data")
+        assert flat(adam.mu)["Dense_1/kernel"] == P("data")
     if strategy == "dp":
-        assert set(flat(adam.m).values()) == {P()}
+        assert set(flat(adam.mu).values()) == {P()}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_fsdp_shards_params_and_state(tmp_path):
     result = _run(tmp_path, "fsdp", "--mesh", "data=8", "--strategy", "fsdp")
     kernel = result.state.params["Dense_0"]["kernel"]  # (64, 32): 64 divides by 8
     assert kernel.addressable_shards[0].data.shape == (8, 32)
-    mu = result.state.opt_state[0].m["Dense_0"]["kernel"]
+    mu = result.state.opt_state[0].mu["Dense_0"]["kernel"]
     assert mu.addressable_shards[0].data.shape == (8, 32)
 
 
@@ -51,6 +51,7 @@ RESTORE_LAYOUTS = [  # (flags, strategy, per-device shard of Dense_0/kernel (64,
 ]
 
 
+@pytest.mark.slow  # several runs restored and resumed: the full tier
 def test_checkpoint_restores_across_layouts(tmp_path):
     # Save under dp(8), continue under dp(4)×tp(2), then on one device: the same numbers as
     # an uninterrupted single-device run.
@@ -68,7 +69,7 @@ def test_checkpoint_restores_across_layouts(tmp_path):
         assert specs == param_specs(state.params, setup.mesh, strategy)[0]
         kernel = state.params["Dense_0"]["kernel"]
         assert kernel.addressable_shards[0].data.shape == shard
-        mu = state.opt_state[0].m["Dense_0"]["kernel"]  # zero1 splits only the state
+        mu = state.opt_state[0].mu["Dense_0"]["kernel"]  # zero1 splits only the state
         assert mu.addressable_shards[0].data.shape == ((8, 32) if strategy == "zero1" else shard)
         saved = saved or jax.device_get(state)
         for a, b in zip(

@@ -54,6 +54,7 @@ def test_a_plain_generator_trains(tmp_path):
     assert result.summary["test_accuracy"] > 0.8
 
 
+@pytest.mark.slow  # several runs restored and resumed: the full tier
 def test_a_resumable_iterator_continues_exactly(tmp_path):
     whole = run(_cfg(tmp_path / "whole", 60), train_batches=Batches(), progress=False)
     run(_cfg(tmp_path / "parts", 30), train_batches=Batches(), progress=False)
@@ -74,5 +75,5 @@ def test_own_dataset_object(tmp_path):
 def test_an_iterator_needs_steps(tmp_path):
     cfg = _cfg(tmp_path, 10)
     cfg.train.steps, cfg.train.epochs = None, 2
-    with pytest.raises(ConfigError, match="--steps"):
+    with pytest.raises(ConfigError, match=r"train\.steps"):
         run(cfg, train_batches=Batches(), progress=False)

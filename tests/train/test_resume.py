@@ -15,6 +15,8 @@ from optlab import cli
 from optlab.cli._flags import config_from_args
 from optlab.train import loop
 
+pytestmark = pytest.mark.slow  # trainer subprocesses killed at several moments
+
 FLAGS = [
     "--dataset", "digits", "--model-arg", "widths=[32]", "--model-arg", "dropout=0.1",
     "--batch-size", "32", "--steps", "60", "--checkpoint-every", "10", "--eval-every", "20",

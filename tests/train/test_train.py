@@ -83,6 +83,7 @@ def _data_files(step_dir: pathlib.Path):
     return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
 
 
+@pytest.mark.slow  # several runs restored and resumed: the full tier
 # orbax leaves a read coroutine behind when a truncated file fails to restore.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ["bit_flip", "truncate"])

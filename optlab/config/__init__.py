@@ -1,0 +1,47 @@
+"""The run configuration: documented dataclasses, recipes, and the one factory that turns
+them into parts.
+
+Nothing else in optlab reads the config: the CLI fills it from flags (or a JSON/YAML file,
+which is data, never executed), ``resolve_recipe`` fills in the defaults of the run's
+dataset and model, ``build_optimizer``/``build_schedule`` turn the optimizer section into a
+transformation, and ``optlab.train.setup.build_setup`` the rest into data, model and mesh.
+"""
+
+from optlab.config._factory import (
+    OPTIMIZERS,
+    SCHEDULES,
+    assemble,
+    build_optimizer,
+    build_schedule,
+    resolve_optimizer,
+)
+from optlab.config._recipes import RECIPES, Recipe
+from optlab.config._recipes import resolve as resolve_recipe
+from optlab.config._sections import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    TrainConfig,
+    optimizer_name,
+)
+from optlab.errors import ConfigError
+
+__all__ = [
+    "OPTIMIZERS",
+    "RECIPES",
+    "SCHEDULES",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "Recipe",
+    "RunConfig",
+    "TrainConfig",
+    "assemble",
+    "build_optimizer",
+    "build_schedule",
+    "optimizer_name",
+    "resolve_optimizer",
+    "resolve_recipe",
+]

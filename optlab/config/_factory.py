@@ -1,0 +1,140 @@
+"""The one factory that turns the optimizer section of a run config into its parts: the
+learning rate (a float or a schedule) and the transformation (clipping, the optimizer,
+decoupled weight decay, the state dtype)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import optax
+
+import optlab
+from optlab import schedules
+from optlab.config._sections import OptimizerConfig, optimizer_name
+from optlab.errors import ConfigError
+
+# Optimizers by name (``optlab.OPTIMIZERS``, the one registry); a user's own by
+# "package.module:function" or, from Python, the factory itself.
+OPTIMIZERS = optlab.OPTIMIZERS
+# Schedules by name: each is its function's name in optlab.schedules ("constant": the rate).
+SCHEDULES = schedules.SCHEDULES
+
+
+def _call_with(owner: str, flag: str, fn, positional: dict, extra: dict):
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in extra if k not in params and not accepts_any]
+    if unknown:
+        known = [k for k in params if k not in positional]
+        raise ConfigError(f"{flag}: {owner} has no argument(s) {unknown}; it takes {known}")
+    try:
+        return fn(**positional, **extra)
+    except TypeError as err:
+        raise ConfigError(f"{flag}: {owner}: {err}") from err
+
+
+def build_schedule(cfg: OptimizerConfig, total_steps: int):
+    """The learning rate: a float (``constant``) or a schedule from ``optlab.schedules``."""
+    if cfg.learning_rate is None or not cfg.learning_rate > 0:
+        raise ConfigError(
+            f"optimizer.learning_rate must be > 0, got {cfg.learning_rate!r}. Use e.g. 1e-3."
+        )
+    try:
+        fn = schedules.get_schedule(cfg.schedule)
+    except ValueError:
+        raise ConfigError(
+            f"optimizer.schedule: unknown {cfg.schedule!r}; choose from "
+            f"{schedules.schedules_help()} (in parentheses: the optimizer.schedule_args each needs)"
+        ) from None
+    if fn is schedules.constant:
+        if cfg.schedule_args:
+            raise ConfigError("optimizer.schedule_args: the constant schedule takes no arguments")
+        return cfg.learning_rate
+    first = next(iter(inspect.signature(fn).parameters))
+    positional = {first: cfg.learning_rate}
+    args = dict(cfg.schedule_args)
+    # Schedules with a horizon default to the run's length.
+    for horizon in schedules.HORIZONS:
+        if horizon in inspect.signature(fn).parameters and horizon not in args:
+            args[horizon] = total_steps
+    missing = [a for a in schedules.required_arguments(cfg.schedule) if a not in args]
+    if missing:
+        example = " ".join(f"optimizer.schedule_args {a}=..." for a in missing)
+        raise ConfigError(
+            f"optimizer.schedule {cfg.schedule} needs {', '.join(missing)}: {example}"
+        )
+    try:
+        return _call_with(cfg.schedule, "optimizer.schedule_args", fn, positional, args)
+    except ValueError as err:
+        raise ConfigError(f"optimizer.schedule {cfg.schedule}: {err}") from err
+
+
+def resolve_optimizer(name: Any) -> Any:
+    """The factory a config's ``optimizer`` names: a registered name, ``module:function``
+    (imported), or the factory itself."""
+    if callable(name):
+        return name
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name].factory
+    if isinstance(name, str) and ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(
+                f"optimizer.optimizer: cannot import {name!r} ({err}); give it as "
+                "package.module:function, importable from the current directory or the "
+                "installed packages"
+            ) from err
+    raise ConfigError(
+        f"optimizer.optimizer: unknown {name!r}; choose from {', '.join(OPTIMIZERS)} "
+        "or give your own as package.module:function"
+    )
+
+
+def assemble(
+    cfg: OptimizerConfig, tx: Any, learning_rate: Any, weight_decay: Any
+) -> optax.GradientTransformationExtraArgs:
+    """The trainer's chain around the optimizer ``tx``: clipping, then ``tx``, then
+    decoupled weight decay at the same α_t (unless the optimizer is AdamW, which decays
+    itself), the whole stored in ``cfg.state_dtype``. ``weight_decay`` may be an array
+    (a sweep's value); the checks of concrete values are ``build_optimizer``'s."""
+    # A transformation written the usual way, update(grads, state, params=None), is called
+    # by the trainer with extra arguments (value=loss): optax's adapter drops those.
+    parts = [optax.with_extra_args_support(tx)]
+    if cfg.clip_norm is not None:
+        parts.insert(0, optlab.clip_by_global_norm(cfg.clip_norm))
+    if cfg.optimizer != "adamw" and (
+        not isinstance(weight_decay, int | float) or weight_decay != 0
+    ):
+        parts.append(optlab.decoupled_weight_decay(weight_decay, learning_rate=learning_rate))
+    tx = parts[0] if len(parts) == 1 else optax.chain(*parts)
+    return tx if cfg.state_dtype is None else optlab.with_state_dtype(tx, cfg.state_dtype)
+
+
+def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[Any, Any]:
+    """(transformation, learning_rate) from the config: clipping, then the optimizer with
+    its schedule, then weight decay (AdamW's own, else decoupled after the step)."""
+    learning_rate = build_schedule(cfg, total_steps)
+    factory = resolve_optimizer(cfg.optimizer)
+    shown = optimizer_name(cfg.optimizer)
+    args = dict(cfg.args)
+    if cfg.weight_decay and cfg.optimizer == "adamw":
+        args["weight_decay"] = cfg.weight_decay
+    try:
+        tx = _call_with(shown, "optimizer.args", factory, {"learning_rate": learning_rate}, args)
+    except ValueError as err:
+        raise ConfigError(f"optimizer.optimizer {shown}: {err}") from err
+    if not isinstance(tx, optax.GradientTransformation):
+        raise ConfigError(f"optimizer.optimizer: {shown} did not return a GradientTransformation")
+    if cfg.clip_norm is not None and not cfg.clip_norm > 0:
+        raise ConfigError(f"optimizer.clip_norm must be > 0, got {cfg.clip_norm!r}")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"optimizer.weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    if cfg.state_dtype not in (None, "float32", "bfloat16", "float16"):
+        raise ConfigError(
+            f"optimizer.state_dtype: unknown {cfg.state_dtype!r}; use float32, bfloat16 or float16"
+        )
+    return assemble(cfg, tx, learning_rate, cfg.weight_decay), learning_rate

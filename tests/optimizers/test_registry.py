@@ -1,0 +1,61 @@
+"""One optimizer registry serves the config, minimize, the demo, --help and the tests."""
+
+import inspect
+
+import optax
+import pytest
+
+import optlab
+from optlab import config
+from optlab._demo import DEMO_OPTIMIZERS
+from tests.optimizers.registry import SPECS
+
+
+def test_every_entry_builds_a_transformation_from_a_learning_rate():
+    for name, entry in optlab.OPTIMIZERS.items():
+        assert entry.name == name and entry.help
+        assert optlab.get_optimizer(name) is entry.factory
+        tx = entry.factory(learning_rate=0.1)
+        assert isinstance(tx, optax.GradientTransformation), name
+
+
+def test_learning_rate_is_required_by_every_registered_optimizer():
+    for name, entry in optlab.OPTIMIZERS.items():
+        rate = inspect.signature(entry.factory).parameters["learning_rate"]
+        assert rate.default is inspect.Parameter.empty, name
+
+
+def test_the_config_the_demo_and_help_read_the_registry():
+    assert config.OPTIMIZERS is optlab.OPTIMIZERS
+    assert config.resolve_optimizer("nesterov") is optlab.nesterov
+    demo_factories = {form.label for e in optlab.OPTIMIZERS.values() for form in e.demo}
+    assert set(DEMO_OPTIMIZERS) == demo_factories
+    from optlab.cli import parser
+
+    help_text = " ".join(
+        parser()._subparsers._group_actions[0].choices["train"].format_help().split()
+    )
+    for name in optlab.OPTIMIZERS:
+        assert name in help_text
+
+
+def test_the_contract_tests_cover_every_registered_optimizer():
+    tested = {spec.name.split("_")[0] for spec in SPECS}
+    assert set(optlab.OPTIMIZERS) <= tested
+
+
+def test_unknown_name_lists_the_registry():
+    with pytest.raises(ValueError, match="choose from sgd, momentum"):
+        optlab.get_optimizer("gd")
+
+
+def test_minimize_takes_the_registrys_names():
+    import jax.numpy as jnp
+
+    from optlab._minimize import FIRST_ORDER
+
+    assert FIRST_ORDER is optlab.OPTIMIZERS
+    got = optlab.minimize(lambda x: jnp.sum(x**2), jnp.array([1.0]), "sgd", learning_rate=0.25)
+    assert got.value < 1e-12
+    with pytest.raises(ValueError, match="unknown `method` 'gd'"):
+        optlab.minimize(lambda x: jnp.sum(x**2), jnp.array([1.0]), "gd", learning_rate=0.25)
