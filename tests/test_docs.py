@@ -20,8 +20,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-# The public packages whose ``__all__`` the API reference must cover; ``optlab.errors``
-# joins them once it exists.
+# The public packages whose ``__all__`` the API reference must cover.
 PACKAGES = [
     "optlab",
     "optlab.errors",
@@ -33,6 +32,7 @@ PACKAGES = [
     "optlab.lab",
     "optlab.data",
     "optlab.models",
+    "optlab.config",
 ]
 CONFIG_CLASSES = ["RunConfig", "DataConfig", "ModelConfig", "OptimizerConfig", "TrainConfig"]
 

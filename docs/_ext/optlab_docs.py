@@ -34,7 +34,7 @@ import types
 from sphinx.pycode import ModuleAnalyzer
 
 # The public packages, in the order the reference lists them. One that does not import
-# (``optlab.errors`` before it exists) is left out.
+# (a package being written) is left out.
 PACKAGES = [
     "optlab",
     "optlab.errors",
@@ -46,6 +46,7 @@ PACKAGES = [
     "optlab.lab",
     "optlab.data",
     "optlab.models",
+    "optlab.config",
 ]
 CONFIG_MODULE = "optlab.config"
 CONFIG_CLASSES = ["RunConfig", "DataConfig", "ModelConfig", "OptimizerConfig", "TrainConfig"]
