@@ -3,8 +3,12 @@
 from optlab.optimizers._adagrad import AdagradState, adagrad, scale_by_adagrad
 from optlab.optimizers._adam import AdamState, ScaleByAdamState, adam, scale_by_adam
 from optlab.optimizers._adamw import DecoupledStepState, adamw, decoupled_step
+from optlab.optimizers._adan import ScaleByAdanState, adan, scale_by_adan
+from optlab.optimizers._ademamix import ScaleByAdemamixState, ademamix, scale_by_ademamix
+from optlab.optimizers._adopt import adopt, scale_by_adopt
 from optlab.optimizers._base import ScaleByLearningRateState, scale_by_learning_rate
 from optlab.optimizers._lbfgs import LbfgsState, lbfgs
+from optlab.optimizers._lion import ScaleByLionState, lion, scale_by_lion
 from optlab.optimizers._momentum import (
     EmaMomentumState,
     HeavyBallState,
@@ -42,14 +46,21 @@ __all__ = [
     "OptimizerEntry",
     "RmspropState",
     "ScaleByAdamState",
+    "ScaleByAdanState",
+    "ScaleByAdemamixState",
     "ScaleByLearningRateState",
+    "ScaleByLionState",
     "VelocityState",
     "adagrad",
     "adam",
     "adamw",
+    "adan",
+    "ademamix",
+    "adopt",
     "decoupled_step",
     "get_optimizer",
     "lbfgs",
+    "lion",
     "momentum",
     "nadam",
     "nesterov",
@@ -58,9 +69,13 @@ __all__ = [
     "rmsprop",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_adan",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_ema_momentum",
     "scale_by_heavy_ball",
     "scale_by_learning_rate",
+    "scale_by_lion",
     "scale_by_nadam",
     "scale_by_nesterov",
     "scale_by_rmsprop",
