@@ -10,14 +10,17 @@ import optax
 
 from optlab import _validation
 from optlab.optimizers._base import (
+    MaskOrFn,
     ScalarOrSchedule,
     abs_sq,
+    check_like,
+    decoupled_decay,
     init_count,
     next_count,
     scalar_like,
+    unzip,
     zeros_like,
 )
-from optlab.optimizers._lion import MaskOrFn, check_like, decoupled_decay, unzip
 
 
 class ScaleByAdanState(NamedTuple):

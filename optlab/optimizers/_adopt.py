@@ -14,13 +14,15 @@ from optlab.optimizers._adam import ScaleByAdamState
 from optlab.optimizers._base import (
     ScalarOrSchedule,
     abs_sq,
+    check_like,
     init_count,
+    moment_zeros,
     next_count,
     scalar_like,
+    unzip,
     with_learning_rate,
     zeros_like,
 )
-from optlab.optimizers._lion import check_like, moment_zeros, unzip
 
 
 def quarter_power(count: jax.Array) -> jax.Array:

@@ -1,13 +1,7 @@
-"""Lion: EvoLved Sign Momentum (Chen et al. 2023, Algorithm 2).
-
-Also the pieces the sign family shares (``_adopt``, ``_ademamix``, ``_adan``): the ``like``
-check and the decoupled weight-decay step.
-"""
+"""Lion: EvoLved Sign Momentum (Chen et al. 2023, Algorithm 2)."""
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -16,106 +10,17 @@ import optax
 
 from optlab import _validation
 from optlab.optimizers._base import (
+    MaskOrFn,
     ScalarOrSchedule,
+    check_like,
+    decoupled_decay,
     init_count,
-    learning_rate_at,
+    moment_zeros,
     next_count,
     scalar_like,
 )
 
-MaskOrFn = Any | Callable[[Any], Any] | None
-LIBRARIES = {"optax": "optax", "torch": "torch.optim"}
 LION_MODES = ("hard", "smooth", "refined")
-
-
-def check_like(owner: str, like: Any, available: tuple[str, ...]) -> None:
-    """``like`` is None (the paper) or one of the libraries in ``available``."""
-    if like is None or like in available:
-        return
-    choices = (None, *available)
-    if like in LIBRARIES:
-        raise ValueError(
-            f"{owner}: like={like!r} is not available: {LIBRARIES[like]} has no {owner}. "
-            f"Pass one of {choices}."
-        )
-    _validation.fail(owner, "like", like, f"one of {choices}", "None is the paper's form.")
-
-
-def moment_zeros(params: Any, dtype: Any = None) -> Any:
-    """Zeros like ``params`` (works on ShapeDtypeStructs), in ``dtype`` if given."""
-    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype or p.dtype), params)
-
-
-def unzip(like_tree: Any, tree_of_tuples: Any, n: int) -> tuple[Any, ...]:
-    """Splits a tree (structured like ``like_tree``) of n-tuples into n trees."""
-    treedef = jax.tree.structure(like_tree)
-    leaves = treedef.flatten_up_to(tree_of_tuples)
-    return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))
-
-
-def _is_zero(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
-
-
-def _decay_flags(mask: MaskOrFn, params: Any) -> Any:
-    """A bool per leaf of ``params``; ``mask`` may be a full tree, a prefix, or a function."""
-    if mask is None:
-        return jax.tree.map(lambda _: True, params)
-    flags = mask(params) if callable(mask) else mask
-    return jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: flag, sub), flags, params)
-
-
-class DecoupledDecayState(NamedTuple):
-    """``count``: updates made, for the learning-rate and weight-decay schedules."""
-
-    count: jax.Array
-
-
-def decoupled_decay(
-    owner: str,
-    learning_rate: ScalarOrSchedule,
-    weight_decay: ScalarOrSchedule,
-    mask: MaskOrFn = None,
-    *,
-    proximal: bool = False,
-) -> optax.GradientTransformationExtraArgs:
-    """Direction d → ``−α_t·(d + λ_t·θ)``, or ``−α_t·(d + λ_t·θ)/(1 + λ_t·α_t)`` if
-    ``proximal`` (θ ← (θ − α_t·d)/(1 + λ_t·α_t), Adan's step).
-
-    α_t, λ_t: floats or schedules of the number of updates made (0 for the first). ``mask``
-    (a tree of bools like the params, a prefix of it, or a function of the params) selects
-    the leaves that decay; the others get ``−α_t·d``. ``update`` needs ``params`` unless
-    λ is the constant 0 (as ``optax.add_decayed_weights`` + ``scale_by_learning_rate``).
-    """
-    _validation.check_learning_rate(owner, learning_rate)
-    if not callable(weight_decay):
-        _validation.check_non_negative(owner, "weight_decay", weight_decay, "Use e.g. 1e-3.")
-
-    def init_fn(params):
-        del params
-        return DecoupledDecayState(count=init_count())
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        alpha = learning_rate_at(learning_rate, state.count)
-        new_state = DecoupledDecayState(count=next_count(state.count))
-        if _is_zero(weight_decay):
-            return jax.tree.map(lambda d: -(scalar_like(alpha, d) * d), updates), new_state
-        if params is None:
-            raise ValueError(f"{owner}: `update` needs `params` for the weight decay term.")
-        lam = learning_rate_at(weight_decay, state.count)
-
-        def step(d, p, decays):
-            if not decays:
-                return -(scalar_like(alpha, d) * d)
-            u = scalar_like(alpha, d) * (d + scalar_like(lam, p) * p)
-            if proximal:
-                u = u / scalar_like(1.0 + lam * alpha, u)
-            return -u
-
-        return jax.tree.map(step, updates, params, _decay_flags(mask, params)), new_state
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _sign(x: jax.Array) -> jax.Array:

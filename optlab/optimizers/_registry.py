@@ -18,6 +18,10 @@ import optax
 from optlab.optimizers._adagrad import adagrad
 from optlab.optimizers._adam import adam
 from optlab.optimizers._adamw import adamw
+from optlab.optimizers._adan import adan
+from optlab.optimizers._ademamix import ademamix
+from optlab.optimizers._adopt import adopt
+from optlab.optimizers._lion import lion
 from optlab.optimizers._momentum import momentum
 from optlab.optimizers._nadam import nadam
 from optlab.optimizers._nesterov import nesterov
@@ -79,6 +83,30 @@ OPTIMIZERS: Mapping[str, OptimizerEntry] = MappingProxyType(
                 adamw,
                 "Adam with decoupled weight decay (Loshchilov & Hutter 2019)",
                 DemoForm("adamw", 0.1),
+            ),
+            _entry(
+                "lion",
+                lion,
+                "Lion, evolved sign momentum (Chen et al. 2023)",
+                DemoForm("lion", 0.02),
+            ),
+            _entry(
+                "adopt",
+                adopt,
+                "ADOPT, Adam with the current gradient out of v (Taniguchi et al. 2024)",
+                DemoForm("adopt", 0.05),
+            ),
+            _entry(
+                "ademamix",
+                ademamix,
+                "AdEMAMix, Adam with a second, slow momentum (Pagliardini et al. 2024)",
+                DemoForm("ademamix", 0.1),
+            ),
+            _entry(
+                "adan",
+                adan,
+                "Adan, adaptive Nesterov momentum (Xie et al. 2022)",
+                DemoForm("adan", 0.02),
             ),
         ]
     )

@@ -40,6 +40,8 @@ class OptimizerSpec:
         acts exactly like the same rates given as a schedule. False for AdamW's paper
         scaling, where a schedule also scales the decay by η_t = α_t/α_0 and an injected
         rate (a constant to the inner optimizer) does not.
+      moves_at_rest: whether the form moves θ with a zero gradient from a zero state
+        (decoupled weight decay on by default: AdamW, Lion).
     """
 
     name: str
@@ -49,6 +51,7 @@ class OptimizerSpec:
     steps: int = 10_000
     complex_ok: bool = True
     schedule_equivalent: bool = True
+    moves_at_rest: bool = False
 
     def __repr__(self) -> str:
         return self.name

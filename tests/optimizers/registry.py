@@ -2,6 +2,7 @@
 
 import optlab
 from optlab.testing import OptimizerSpec
+from tests.optimizers.registry_sign_family import SPECS as SIGN_FAMILY
 
 SPECS = [
     OptimizerSpec("sgd", lambda learning_rate: optlab.sgd(learning_rate), 1e-2, 1e-3, 30_000),
@@ -48,7 +49,11 @@ SPECS = [
         1e-2,
     ),
     OptimizerSpec(
-        "adamw", lambda learning_rate: optlab.adamw(learning_rate, weight_decay=1e-4), 1e-1, 1e-2
+        "adamw",
+        lambda learning_rate: optlab.adamw(learning_rate, weight_decay=1e-4),
+        1e-1,
+        1e-2,
+        moves_at_rest=True,
     ),
     OptimizerSpec(
         "adamw_paper_scaling",
@@ -58,5 +63,8 @@ SPECS = [
         1e-1,
         1e-2,
         schedule_equivalent=False,
+        moves_at_rest=True,
     ),
 ]
+
+SPECS += SIGN_FAMILY

@@ -4,7 +4,9 @@ import optlab
 from optlab.testing import OptimizerSpec
 
 SPECS = [
-    OptimizerSpec("lion", lambda learning_rate: optlab.lion(learning_rate), 1e-2, 1e-3),
+    OptimizerSpec(
+        "lion", lambda learning_rate: optlab.lion(learning_rate), 1e-2, 1e-3, moves_at_rest=True
+    ),
     OptimizerSpec("adopt", lambda learning_rate: optlab.adopt(learning_rate), 1e-1, 1e-2),
     OptimizerSpec(
         "adopt_optax",

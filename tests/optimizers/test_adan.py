@@ -9,8 +9,7 @@ import optax
 import pytest
 
 import optlab
-from optlab.testing import assert_matches_reference, contract_suite
-from tests.optimizers.registry_sign_family import specs_for
+from optlab.testing import assert_matches_reference
 from tests.optimizers.rollouts import assert_same_trajectory, jax_rollout, problem
 
 # 1 − (1 − β) differs from β by an ulp; nothing else is lost beyond float64 rounding.
@@ -172,6 +171,3 @@ def test_bad_input(kwargs, match):
     kwargs = {"learning_rate": 0.1, **kwargs}
     with pytest.raises(ValueError, match=match):
         optlab.adan(**kwargs)
-
-
-test_contract = contract_suite(specs_for("adan"))

@@ -9,8 +9,7 @@ import optax
 import pytest
 
 import optlab
-from optlab.testing import assert_matches_reference, contract_suite
-from tests.optimizers.registry_sign_family import specs_for
+from optlab.testing import assert_matches_reference
 from tests.optimizers.rollouts import assert_same_trajectory, jax_rollout, problem
 
 RTOL, ATOL = 1e-11, 1e-13
@@ -154,6 +153,3 @@ def test_bad_input(kwargs, match):
     kwargs = {"learning_rate": 0.1, **kwargs}
     with pytest.raises(ValueError, match=match):
         optlab.adopt(**kwargs)
-
-
-test_contract = contract_suite(specs_for("adopt"))

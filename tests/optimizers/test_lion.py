@@ -9,8 +9,7 @@ import optax
 import pytest
 
 import optlab
-from optlab.testing import assert_matches_reference, contract_suite
-from tests.optimizers.registry_sign_family import specs_for
+from optlab.testing import assert_matches_reference
 from tests.optimizers.rollouts import assert_same_trajectory, jax_rollout, problem
 
 # sign(c) is exact, so only the EMA's and the decay's roundings remain.
@@ -158,6 +157,3 @@ def test_update_needs_params_for_decay():
     tx = optlab.lion(0.1, weight_decay=0.1)
     with pytest.raises(ValueError, match="needs `params`"):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
-
-
-test_contract = contract_suite(specs_for("lion"))
