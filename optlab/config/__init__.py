@@ -8,11 +8,13 @@ transformation, and ``optlab.train.setup.build_setup`` the rest into data, model
 """
 
 from optlab.config._factory import (
+    MATRIX_ARGUMENT,
     OPTIMIZERS,
     SCHEDULES,
     assemble,
     build_optimizer,
     build_schedule,
+    matrix_dimension_numbers,
     resolve_optimizer,
 )
 from optlab.config._recipes import RECIPES, Recipe
@@ -28,6 +30,7 @@ from optlab.config._sections import (
 from optlab.errors import ConfigError
 
 __all__ = [
+    "MATRIX_ARGUMENT",
     "OPTIMIZERS",
     "RECIPES",
     "SCHEDULES",
@@ -41,6 +44,7 @@ __all__ = [
     "assemble",
     "build_optimizer",
     "build_schedule",
+    "matrix_dimension_numbers",
     "optimizer_name",
     "resolve_optimizer",
     "resolve_recipe",

@@ -8,6 +8,7 @@ import importlib
 import inspect
 from typing import Any
 
+import jax
 import optax
 
 import optlab
@@ -114,13 +115,33 @@ def assemble(
     return tx if cfg.state_dtype is None else optlab.with_state_dtype(tx, cfg.state_dtype)
 
 
-def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[Any, Any]:
+MATRIX_ARGUMENT = "muon_weight_dimension_numbers"
+
+
+def matrix_dimension_numbers(axes: Any) -> Any:
+    """A model's ``matrix_axes`` tree as Muon's ``MuonDimensionNumbers`` (None stays)."""
+    return jax.tree.map(
+        lambda a: None if a is None else optlab.MuonDimensionNumbers(*a),
+        axes,
+        is_leaf=lambda a: a is None or (isinstance(a, tuple) and len(a) == 2),
+    )
+
+
+def build_optimizer(
+    cfg: OptimizerConfig, total_steps: int, *, matrices: Any = None
+) -> tuple[Any, Any]:
     """(transformation, learning_rate) from the config: clipping, then the optimizer with
-    its schedule, then weight decay (AdamW's own, else decoupled after the step)."""
+    its schedule, then weight decay (AdamW's own, else decoupled after the step).
+
+    ``matrices``: the model's ``optlab.models.matrix_axes`` tree, given to an optimizer
+    that takes ``muon_weight_dimension_numbers`` (Muon) unless ``optimizer.args`` sets it."""
     learning_rate = build_schedule(cfg, total_steps)
     factory = resolve_optimizer(cfg.optimizer)
     shown = optimizer_name(cfg.optimizer)
     args = dict(cfg.args)
+    if matrices is not None and MATRIX_ARGUMENT not in args:
+        if MATRIX_ARGUMENT in inspect.signature(factory).parameters:
+            args[MATRIX_ARGUMENT] = matrix_dimension_numbers(matrices)
     if cfg.weight_decay and cfg.optimizer == "adamw":
         args["weight_decay"] = cfg.weight_decay
     try:

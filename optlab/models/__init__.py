@@ -37,6 +37,7 @@ from optlab.models import initializers
 from optlab.models._cnn import CNN
 from optlab.models._factory import MODEL_NAMES, create_model
 from optlab.models._layers import ACTIVATIONS, LayeredModel
+from optlab.models._matrices import matrix_axes
 from optlab.models._mlp import MLP
 from optlab.models._summary import summary
 from optlab.models._transformer import Transformer
@@ -55,5 +56,6 @@ __all__ = [
     "from_apply",
     "from_nnx",
     "initializers",
+    "matrix_axes",
     "summary",
 ]

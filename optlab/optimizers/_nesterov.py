@@ -8,7 +8,13 @@ import jax
 import optax
 
 from optlab import _validation
-from optlab.optimizers._base import ScalarOrSchedule, scalar_like, with_learning_rate, zeros_like
+from optlab.optimizers._base import (
+    ScalarOrSchedule,
+    check_like,
+    scalar_like,
+    with_learning_rate,
+    zeros_like,
+)
 
 
 class NesterovState(NamedTuple):
@@ -35,7 +41,7 @@ def scale_by_nesterov(mu: float = 0.9) -> optax.GradientTransformationExtraArgs:
 
 
 def nesterov(
-    learning_rate: ScalarOrSchedule, mu: float = 0.9
+    learning_rate: ScalarOrSchedule, mu: float = 0.9, *, like: str | None = None
 ) -> optax.GradientTransformationExtraArgs:
     r"""Nesterov accelerated gradient (NAG).
 
@@ -59,13 +65,24 @@ def nesterov(
 
     Symbols → arguments: γ = ``learning_rate`` (a float or schedule), μ = ``mu``.
 
-    Versus the libraries: identical to ``torch.optim.SGD(lr=γ, momentum=μ, nesterov=True)``
-    (dampening 0) and ``optax.sgd(γ, momentum=μ, nesterov=True)``. Keras uses the same
-    reformulation.
+    Versus the libraries: both compute exactly the reformulation above, so ``like="optax"``
+    and ``like="torch"`` are the default form (same state). Keras uses it too.
+
+    * ``optax.sgd(γ, momentum=μ, nesterov=True)``: ``optax.trace(μ, nesterov=True)``,
+      t_t = g_t + μ·t_{t−1}, u_t = −γ_t·(g_t + μ·t_t): b = t.
+    * ``torch.optim.SGD(lr=γ, momentum=μ, nesterov=True)`` (dampening must be 0 there):
+      buf_1 = g_1, buf_t = μ·buf_{t−1} + g_t, θ ← θ − γ·(g_t + μ·buf_t): buf_1 = g_1 is
+      b_1 = μ·0 + g_1, so b = buf.
+
+    Neither library has a default μ for it (optax's ``momentum=None`` and torch's
+    ``momentum=0`` turn momentum off: that is ``optlab.sgd``), so μ = 0.9 in every form.
+    Not options here: torch's ``weight_decay``/``maximize``, optax's ``accumulator_dtype``.
 
     Args:
       learning_rate: γ ≥ 0, or a schedule.
       mu: momentum μ in [0, 1).
+      like: None (Sutskever's reformulation), ``"optax"`` or ``"torch"`` (keyword-only;
+        the same update).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -82,5 +99,6 @@ def nesterov(
       convergence O(1/k²)", Doklady AN USSR 269, 1983.
       Sutskever, Martens, Dahl & Hinton, ICML 2013.
     """
+    check_like("nesterov", like, ("optax", "torch"))
     _validation.check_learning_rate("nesterov", learning_rate)
     return with_learning_rate(scale_by_nesterov(mu), learning_rate)

@@ -15,18 +15,31 @@ from typing import Any
 
 import optax
 
+from optlab.optimizers._adabelief import adabelief
+from optlab.optimizers._adadelta import adadelta
+from optlab.optimizers._adafactor import adafactor
 from optlab.optimizers._adagrad import adagrad
 from optlab.optimizers._adam import adam
+from optlab.optimizers._adam_variants import adamax, amsgrad, radam
 from optlab.optimizers._adamw import adamw
 from optlab.optimizers._adan import adan
 from optlab.optimizers._ademamix import ademamix
 from optlab.optimizers._adopt import adopt
 from optlab.optimizers._lion import lion
 from optlab.optimizers._momentum import momentum
+from optlab.optimizers._muon import muon
 from optlab.optimizers._nadam import nadam
 from optlab.optimizers._nesterov import nesterov
+from optlab.optimizers._novograd import novograd
+from optlab.optimizers._prodigy import prodigy
 from optlab.optimizers._rmsprop import rmsprop
+from optlab.optimizers._rprop import rprop
+from optlab.optimizers._schedule_free import schedule_free_adamw, schedule_free_sgd
 from optlab.optimizers._sgd import sgd
+from optlab.optimizers._shampoo import shampoo
+from optlab.optimizers._soap import soap
+from optlab.optimizers._trust_ratio import lamb, lars
+from optlab.optimizers._yogi import yogi
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +98,24 @@ OPTIMIZERS: Mapping[str, OptimizerEntry] = MappingProxyType(
                 DemoForm("adamw", 0.1),
             ),
             _entry(
+                "amsgrad",
+                amsgrad,
+                "AMSGrad, Adam with a never-shrinking v (Reddi et al. 2018)",
+                DemoForm("amsgrad", 0.1),
+            ),
+            _entry(
+                "adamax",
+                adamax,
+                "AdaMax, Adam with the infinity norm (Kingma & Ba 2015, sec. 7.1)",
+                DemoForm("adamax", 0.1),
+            ),
+            _entry(
+                "radam",
+                radam,
+                "RAdam, Adam with a rectified adaptive rate (Liu et al. 2020)",
+                DemoForm("radam", 0.1),
+            ),
+            _entry(
                 "lion",
                 lion,
                 "Lion, evolved sign momentum (Chen et al. 2023)",
@@ -107,6 +138,92 @@ OPTIMIZERS: Mapping[str, OptimizerEntry] = MappingProxyType(
                 adan,
                 "Adan, adaptive Nesterov momentum (Xie et al. 2022)",
                 DemoForm("adan", 0.02),
+            ),
+            _entry(
+                "adabelief",
+                adabelief,
+                "AdaBelief, Adam with the belief (g - m)^2 (Zhuang et al. 2020)",
+                DemoForm("adabelief", 0.1),
+            ),
+            _entry(
+                "yogi",
+                yogi,
+                "Yogi, Adam with an additive, sign-controlled v (Zaheer et al. 2018)",
+                DemoForm("yogi", 0.2),
+            ),
+            _entry(
+                "adadelta",
+                adadelta,
+                "ADADELTA, steps in the units of the parameters (Zeiler 2012)",
+                DemoForm("adadelta", 10.0),
+            ),
+            _entry(
+                "rprop",
+                rprop,
+                "Rprop, sign-based adaptive step sizes (Riedmiller & Braun 1993)",
+                DemoForm("rprop", 0.1),
+            ),
+            _entry(
+                "novograd",
+                novograd,
+                "NovoGrad, layer-wise normalized momentum (Ginsburg et al. 2019)",
+                DemoForm("novograd", 0.01),
+            ),
+            _entry(
+                "lars",
+                lars,
+                "LARS, momentum with layer-wise trust ratios (You, Gitman & Ginsburg 2017)",
+                DemoForm("lars", 50.0),
+            ),
+            _entry(
+                "lamb",
+                lamb,
+                "LAMB, Adam with layer-wise trust ratios (You et al. 2020)",
+                DemoForm("lamb", 0.1),
+            ),
+            _entry(
+                "adafactor",
+                adafactor,
+                "Adafactor, factored second moments and relative steps (Shazeer & Stern 2018)",
+                DemoForm("adafactor", 0.1),
+            ),
+            # Muon acts on matrices; the demo's point is a vector (AdamW's part), so no line.
+            _entry(
+                "muon",
+                muon,
+                "Muon, momentum orthogonalized by Newton-Schulz; AdamW for non-matrices "
+                "(Jordan et al. 2024)",
+            ),
+            _entry(
+                "shampoo",
+                shampoo,
+                "Shampoo, Kronecker-factored preconditioning with Adam grafting "
+                "(Gupta et al. 2018; Anil et al. 2020)",
+                DemoForm("shampoo", 0.1),
+            ),
+            _entry(
+                "soap",
+                soap,
+                "SOAP, Adam in Shampoo's eigenbasis (Vyas et al. 2024)",
+                DemoForm("soap", 0.02),
+            ),
+            _entry(
+                "schedule_free_sgd",
+                schedule_free_sgd,
+                "Schedule-Free SGD, averaging instead of a schedule (Defazio et al. 2024)",
+                DemoForm("schedule_free_sgd", 0.1),
+            ),
+            _entry(
+                "schedule_free_adamw",
+                schedule_free_adamw,
+                "Schedule-Free AdamW (Defazio et al. 2024)",
+                DemoForm("schedule_free_adamw", 0.1),
+            ),
+            _entry(
+                "prodigy",
+                prodigy,
+                "Prodigy, Adam with an on-line step-size estimate (Mishchenko & Defazio 2024)",
+                DemoForm("prodigy", 1.0),
             ),
         ]
     )

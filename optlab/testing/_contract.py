@@ -228,7 +228,9 @@ def check_masked(spec: OptimizerSpec) -> None:
     params, grads = _params(), _grads(0)
     updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     inner = spec.make(learning_rate=spec.learning_rate)
-    want, _ = inner.update({"w": grads["w"]}, inner.init({"w": params["w"]}), {"w": params["w"]})
+    # Both compiled: eager and jit round differently, which Newton–Schulz (Muon) amplifies.
+    only_w = {"w": params["w"]}
+    want, _ = jax.jit(inner.update)({"w": grads["w"]}, inner.init(only_w), only_w)
     chex.assert_trees_all_close(updates["w"], want["w"], rtol=1e-6)
     chex.assert_trees_all_equal(updates["b"], grads["b"])
 

@@ -5,7 +5,9 @@ before anything is written to disk."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,11 +18,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
+from optlab._param_groups import param_paths
 from optlab.data import BatchIterator, load_dataset, wrap_iterator
 from optlab.data.augment import augment
 from optlab.errors import MissingExtraError
-from optlab.models import LayeredModel, Transformer, create_model
+from optlab.models import LayeredModel, Transformer, create_model, matrix_axes
 from optlab.models.adapters import as_apply
+from optlab.optimizers import muon as optlab_muon
+from optlab.optimizers import muon_labels
 from optlab.parallel import (
     STRATEGIES,
     make_mesh,
@@ -96,6 +101,36 @@ def _err(msg: str) -> config_lib.ConfigError:
 def _layered(model: Any) -> bool:
     """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
     return isinstance(model, LayeredModel)
+
+
+def _takes_matrices(factory: Any) -> bool:
+    """Whether the optimizer is told which parameters are matrices (Muon)."""
+    try:
+        return config_lib.MATRIX_ARGUMENT in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _assignment(params: Any, labels: Any, shown: int = 6) -> str:
+    """One line: which parameters Muon updates and which go to AdamW."""
+    groups: dict[str, list[str]] = {"muon": [], "adam": []}
+    for path, leaf, label in zip(
+        jax.tree.leaves(param_paths(params)),
+        jax.tree.leaves(params),
+        jax.tree.leaves(labels),
+        strict=True,
+    ):
+        groups[label].append(f"{path} {'x'.join(map(str, leaf.shape)) or 'scalar'}")
+
+    def listed(items):
+        more = f", ... ({len(items)} in all)" if len(items) > shown else ""
+        return ", ".join(items[:shown]) + more if items else "none"
+
+    return (
+        f"optlab: muon on {len(groups['muon'])} matrices: {listed(groups['muon'])}; "
+        f"adamw on {len(groups['adam'])}: {listed(groups['adam'])} "
+        "(change with optimizer.args adam_paths or muon_weight_dimension_numbers)"
+    )
 
 
 def _rematerialized(model: Any, what: str) -> Any:
@@ -243,7 +278,28 @@ def build_setup(
             apply_fn, given_variables = as_apply(model)
         except TypeError as err:
             raise _err(str(err)) from err
-    tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total)
+    sample = jnp.zeros((1, *dataset.input_shape), jnp.float32)
+    matrices = None
+    factory = config_lib.resolve_optimizer(cfg.optimizer.optimizer)
+    if _takes_matrices(factory):
+        if given_variables is not None:
+            abstract_params = given_variables["params"]
+        else:
+            key = jax.random.PRNGKey(0)
+            abstract_params = jax.eval_shape(
+                lambda: model.init({"params": key, "dropout": key}, sample, train=False)
+            )["params"]
+            matrices = matrix_axes(model, abstract_params)
+    tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total, matrices=matrices)
+    if factory is optlab_muon and jax.process_index() == 0:
+        args = dict(cfg.optimizer.args)
+        dims = args.get(config_lib.MATRIX_ARGUMENT)
+        if dims is None and matrices is not None:
+            dims = config_lib.matrix_dimension_numbers(matrices)
+        labels = muon_labels(
+            abstract_params, dims, adam_paths=args.get("adam_paths", ()), like=args.get("like")
+        )
+        print(_assignment(abstract_params, labels), file=sys.stderr)
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
     augment_fn = None
@@ -260,8 +316,6 @@ def build_setup(
     batch_sharding = NamedSharding(mesh, batch_spec)
     eval_sharding = NamedSharding(mesh, P("data"))
 
-    sample = jnp.zeros((1, *dataset.input_shape), jnp.float32)
-
     def init_fn():
         key = jax.random.PRNGKey(tc.seed)
         if given_variables is not None:
@@ -272,7 +326,11 @@ def build_setup(
         scale = INITIAL_LOSS_SCALE if tc.precision == "fp16" else 1.0
         return create_state(params, tx.init(params), tc.seed, variables, loss_scale=scale)
 
-    abstract = jax.eval_shape(init_fn)
+    try:
+        abstract = jax.eval_shape(init_fn)
+    except ValueError as err:  # the optimizer's init rejects these params (e.g. Muon)
+        shown = config_lib.optimizer_name(cfg.optimizer.optimizer)
+        raise _err(f"optimizer.optimizer {shown}: {str(err).splitlines()[0]}") from err
     state_sharding = _state_shardings(abstract, tx, mesh, tc.strategy)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding

@@ -61,6 +61,9 @@ class Gradient(NamedTuple):
     model_state: Any
     correct: jax.Array  # correctly classified real examples (0 for regression)
     count: jax.Array  # real examples in the batch
+    # params -> this batch's mean loss (same dropout key, model state not updated), handed
+    # to the optimizer as the ``obj_fn`` extra argument (SAM, Sophia; optax's name).
+    obj_fn: Callable[[Any], jax.Array] | None = None
 
 
 class Guard(NamedTuple):
@@ -137,9 +140,10 @@ def finish_step(
         )
 
     def do_update(_):
-        updates, opt_state = tx.update(
-            gradient.grads, state.opt_state, state.params, value=gradient.loss
-        )
+        extra = {"value": gradient.loss}
+        if gradient.obj_fn is not None:
+            extra["obj_fn"] = gradient.obj_fn
+        updates, opt_state = tx.update(gradient.grads, state.opt_state, state.params, **extra)
         norm = optax.tree.norm(updates) if spec.monitor else jnp.zeros([])
         return optax.apply_updates(state.params, updates), opt_state, gradient.model_state, norm
 
@@ -193,7 +197,8 @@ def make_train_step(
     """
     forward = training_forward(apply_fn)
 
-    def micro_gradient(params, model_state, batch, key, scale, count):
+    def micro_loss(model_state, batch, key, scale, count):
+        """``scaled_loss(params) -> (share·scale, (model state, correct, share))``."""
         x = batch["x"]
         if spec.augment is not None:
             x = spec.augment(jax.random.fold_in(key, 1 << 20), x)
@@ -203,10 +208,32 @@ def make_train_step(
             part, correct = batch_loss(spec, logits, batch, count)  # this batch's share
             return part * scale, (new_model_state, correct, part)
 
+        return scaled_loss
+
+    def micro_gradient(params, model_state, batch, key, scale, count):
+        scaled_loss = micro_loss(model_state, batch, key, scale, count)
         (_, (model_state, correct, part)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(
             params
         )
         return part, grads, model_state, correct
+
+    def objective(state: TrainState, batch: dict, key, count):
+        """params -> the batch's mean loss, as the step's gradient sees it (for obj_fn)."""
+        one = jnp.ones([], jnp.float32)
+
+        def obj_fn(p):
+            if spec.accumulate == 1:
+                return micro_loss(state.model_state, batch, key, one, count)(p)[1][2]
+
+            def body(total, micro_i):
+                micro, i = micro_i
+                loss = micro_loss(state.model_state, micro, jax.random.fold_in(key, i), one, count)
+                return total + loss(p)[1][2], None
+
+            steps = jnp.arange(spec.accumulate)
+            return jax.lax.scan(body, jnp.zeros([]), (batch, steps))[0]
+
+        return obj_fn
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
@@ -232,8 +259,9 @@ def make_train_step(
             )
         if spec.loss_scaling:
             grads = jax.tree.map(lambda g: (g / scale).astype(g.dtype), grads)
+        obj_fn = objective(state, batch, key, count)
         return finish_step(
-            spec, tx, state, Gradient(loss_value, grads, model_state, correct, count)
+            spec, tx, state, Gradient(loss_value, grads, model_state, correct, count, obj_fn)
         )
 
     return train_step

@@ -1,10 +1,26 @@
-"""One registry of every optimizer and form, shared by the contract and property tests."""
+"""One registry of every optimizer and form, shared by the contract and property tests.
+
+``LECTURE_SPECS``: the lectures' optimizers (the quick tier checks them). ``SHELF_SPECS``:
+the optimizers from the papers since, one spec file per family (checked in the full tier,
+``pytest -m ""``, to keep the quick tier under its budget). ``SPECS``: both.
+"""
 
 import optlab
 from optlab.testing import OptimizerSpec
-from tests.optimizers.registry_sign_family import SPECS as SIGN_FAMILY
+from tests.optimizers import (
+    specs_adafactor,
+    specs_adam_variants,
+    specs_belief_yogi_adadelta,
+    specs_like_existing,
+    specs_matrix,
+    specs_muon,
+    specs_rprop_novograd,
+    specs_schedule_free_prodigy,
+    specs_sign_family,
+    specs_trust_ratio,
+)
 
-SPECS = [
+LECTURE_SPECS = [
     OptimizerSpec("sgd", lambda learning_rate: optlab.sgd(learning_rate), 1e-2, 1e-3, 30_000),
     OptimizerSpec(
         "momentum_heavy_ball",
@@ -67,4 +83,17 @@ SPECS = [
     ),
 ]
 
-SPECS += SIGN_FAMILY
+SHELF_SPECS = [
+    *specs_like_existing.SPECS,
+    *specs_adam_variants.SPECS,
+    *specs_sign_family.SPECS,
+    *specs_belief_yogi_adadelta.SPECS,
+    *specs_rprop_novograd.SPECS,
+    *specs_adafactor.SPECS,
+    *specs_muon.SPECS,
+    *specs_matrix.SPECS,
+    *specs_schedule_free_prodigy.SPECS,
+    *specs_trust_ratio.SPECS,
+]
+
+SPECS = LECTURE_SPECS + SHELF_SPECS

@@ -120,3 +120,139 @@ def test_update_without_params_is_a_clear_error():
     tx = optlab.adamw(0.01)
     with pytest.raises(ValueError, match="needs `params`"):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+# like="optax" (optax.adamw, λ = 1e-4 by default) and like="torch" (torch.optim.AdamW,
+# λ = 0.01), each against the library's written form.
+
+
+def optax_adamw_reference(rate_of_t, b1, b2, eps, lam, decays=True):
+    """optax.adamw = chain(scale_by_adam, add_decayed_weights(λ), scale_by_learning_rate):
+    u = −α_t·(m̂/(√v̂ + ε) + λ·θ)."""
+
+    def step(theta, g, s):
+        t = s["t"] + 1
+        m = (1 - b1) * g + b1 * s["m"]
+        v = (1 - b2) * g * g + b2 * s["v"]
+        d = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        if decays:
+            d = d + lam * theta
+        return theta - rate_of_t(t - 1) * d, {"m": m, "v": v, "t": t}
+
+    return lambda p: {"m": 0 * p, "v": 0 * p, "t": 0}, step
+
+
+def torch_adamw_reference(lr, b1, b2, eps, lam):
+    """torch.optim.AdamW: θ ← θ·(1 − lr·λ); then θ ← θ − lr/(1 − β1^t)·m/(√v/√(1 − β2^t) + ε)."""
+
+    def step(theta, g, s):
+        t = s["t"] + 1
+        theta = theta * (1 - lr * lam)
+        m = s["m"] + (1 - b1) * (g - s["m"])
+        v = b2 * s["v"] + (1 - b2) * g * g
+        denom = np.sqrt(v) / np.sqrt(1 - b2**t) + eps
+        return theta - lr / (1 - b1**t) * m / denom, {"m": m, "v": v, "t": t}
+
+    return lambda p: {"m": 0 * p, "v": 0 * p, "t": 0}, step
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "hyper", "scheduled"),
+    [
+        ({}, (0.9, 0.999, 1e-8, 1e-4), False),  # optax's defaults: λ = 1e-4
+        ({"b1": B1, "b2": B2, "eps": EPS, "weight_decay": LAM}, (B1, B2, EPS, LAM), True),
+    ],
+)
+def test_optax_formula(kwargs, hyper, scheduled):
+    init, step = optax_adamw_reference(schedule_np if scheduled else lambda t: 0.01, *hyper)
+    tx = optlab.adamw(schedule_jax if scheduled else 0.01, like="optax", **kwargs)
+    assert_matches_reference(tx, step, ref_init=init, num_steps=15, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "hyper"),
+    [
+        ({}, (0.9, 0.999, 1e-8, 0.01)),  # torch's defaults: λ = 0.01
+        ({"b1": B1, "b2": B2, "eps": EPS, "weight_decay": LAM}, (B1, B2, EPS, LAM)),
+    ],
+)
+def test_torch_formula(kwargs, hyper):
+    init, step = torch_adamw_reference(0.01, *hyper)
+    tx = optlab.adamw(0.01, like="torch", **kwargs)
+    assert_matches_reference(tx, step, ref_init=init, num_steps=15, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("lr", "kwargs"),
+    [
+        (0.01, {}),
+        (
+            schedule_jax,
+            {"b1": B1, "b2": B2, "eps": EPS, "weight_decay": LAM, "mask": {"w": True, "b": False}},
+        ),
+    ],
+)
+def test_parity_optax_like(lr, kwargs):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.adamw(lr, like="optax", **kwargs), params, grads),
+        jax_rollout(optax.adamw(lr, **kwargs), params, grads),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "theirs"),
+    [
+        ({}, {}),
+        (
+            {"b1": B1, "b2": B2, "eps": EPS, "weight_decay": LAM},
+            {"betas": (B1, B2), "eps": EPS, "weight_decay": LAM},
+        ),
+    ],
+)
+def test_parity_torch_like(torch, kwargs, theirs):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.adamw(0.01, like="torch", **kwargs), params, grads),
+        torch_rollout(lambda ps: torch.optim.AdamW(ps, lr=0.01, **theirs), params, grads),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_weight_decay_default_resolves_per_form():
+    params, grads = problem(15)
+    default = jax_rollout(optlab.adamw(0.01), params, grads)
+    before = jax_rollout(optlab.adamw(0.01, weight_decay=0.01), params, grads)
+    assert_same_trajectory(default, before, rtol=0, atol=0)
+    torch_form = jax_rollout(optlab.adamw(0.01, like="torch"), params, grads)
+    assert_same_trajectory(torch_form, default, rtol=RTOL, atol=ATOL)
+    optax_form = jax_rollout(optlab.adamw(0.01, like="optax"), params, grads)
+    assert np.max(np.abs(optax_form[-1]["w"] - default[-1]["w"])) > 1e-5
+    small = jax_rollout(optlab.adamw(0.01, weight_decay=1e-4), params, grads)
+    assert_same_trajectory(optax_form, small, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"like": "keras"}, r"adamw: `like` must be one of \(None, 'optax', 'torch'\)"),
+        (
+            {"decay_scaling": "schedule", "like": "torch"},
+            "decay_scaling='schedule' conflicts with like='torch'",
+        ),
+        (
+            {"decay_scaling": "schedule", "like": "optax"},
+            "decay_scaling='schedule' conflicts with like='optax'",
+        ),
+        ({"weight_decay": -0.1, "like": "optax"}, "`weight_decay` must be a finite number"),
+        ({"b1": 1.0, "like": "torch"}, r"`b1` must be in \[0, 1\)"),
+        ({"learning_rate": -0.1, "like": "torch"}, "adamw: `learning_rate` must be"),
+    ],
+)
+def test_bad_input_like(kwargs, match):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        optlab.adamw(**kwargs)

@@ -180,3 +180,150 @@ def test_torch_dampening_is_not_the_ema_form(torch):
     np.testing.assert_allclose(
         theirs[0]["w"] - params["w"], (ours[0]["w"] - params["w"]) / (1 - MU), rtol=1e-12
     )
+
+
+# like="optax" (optax.sgd(momentum=μ), trace before the rate) and like="torch"
+# (torch.optim.SGD(momentum=μ, dampening=τ)), each against the library's equations.
+
+
+def optax_sgd_momentum_reference(rate_of_t, mu):
+    """optax.sgd docs: m_t ← g_t + μ·m_{t−1};  u_t ← −α_t·m_t."""
+
+    def step(theta, g, state):
+        trace, t = state
+        trace = g + mu * trace
+        return theta - rate_of_t(t) * trace, (trace, t + 1)
+
+    return lambda p: (np.zeros_like(p), 0), step
+
+
+def torch_sgd_momentum_reference(rate_of_t, mu, dampening):
+    """torch.optim.SGD docs: b_1 = g_1, b_t = μ·b_{t−1} + (1 − τ)·g_t;  θ_t = θ_{t−1} − γ·b_t."""
+
+    def step(theta, g, state):
+        buf, t = state
+        buf = g.copy() if buf is None else mu * buf + (1 - dampening) * g
+        return theta - rate_of_t(t) * buf, (buf, t + 1)
+
+    return lambda p: (None, 0), step
+
+
+@pytest.mark.parametrize(("mu", "scheduled"), [(MU, False), (MU, True), (0.5, True), (0.0, False)])
+def test_optax_formula(mu, scheduled):
+    init, step = optax_sgd_momentum_reference(schedule_np if scheduled else lambda t: 0.1, mu)
+    lr = schedule_jax if scheduled else 0.1
+    assert_matches_reference(
+        optlab.momentum(lr, mu, like="optax"),
+        step,
+        ref_init=init,
+        num_steps=15,
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mu", "dampening", "scheduled"),
+    [(MU, None, False), (MU, 0.0, True), (MU, 0.3, False), (0.5, 0.5, True), (MU, MU, False)],
+)
+def test_torch_formula(mu, dampening, scheduled):
+    init, step = torch_sgd_momentum_reference(
+        schedule_np if scheduled else lambda t: 0.1, mu, dampening or 0.0
+    )
+    lr = schedule_jax if scheduled else 0.1
+    assert_matches_reference(
+        optlab.momentum(lr, mu, dampening=dampening, like="torch"),
+        step,
+        ref_init=init,
+        num_steps=15,
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lr", "kwargs", "theirs"),
+    [
+        (0.1, {}, {"momentum": MU}),  # μ: neither library has a default for momentum on
+        (schedule_jax, {"mu": 0.5}, {"momentum": 0.5}),
+    ],
+)
+def test_parity_optax_like(lr, kwargs, theirs):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.momentum(lr, like="optax", **kwargs), params, grads),
+        jax_rollout(optax.sgd(lr, **theirs), params, grads),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "theirs"),
+    [
+        ({}, {"momentum": MU}),
+        ({"mu": 0.5, "dampening": 0.3}, {"momentum": 0.5, "dampening": 0.3}),
+        ({"dampening": MU}, {"momentum": MU, "dampening": MU}),
+    ],
+)
+def test_parity_torch_like(torch, kwargs, theirs):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.momentum(0.1, like="torch", **kwargs), params, grads),
+        torch_rollout(lambda ps: torch.optim.SGD(ps, lr=0.1, **theirs), params, grads),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_like_without_dampening_is_heavy_ball_and_dampening_is_not():
+    params, grads = problem(15)
+    heavy = jax_rollout(optlab.momentum(schedule_jax, MU), params, grads)
+    for like in ("optax", "torch"):
+        assert_same_trajectory(
+            jax_rollout(optlab.momentum(schedule_jax, MU, like=like), params, grads),
+            heavy,
+            rtol=RTOL,
+            atol=ATOL,
+        )
+    damped = jax_rollout(
+        optlab.momentum(schedule_jax, MU, dampening=0.3, like="torch"), params, grads
+    )
+    assert np.max(np.abs(damped[-1]["w"] - heavy[-1]["w"])) > 1e-2
+
+
+def test_states():
+    # like=None and like="optax" keep HeavyBallState; torch's buffer has its own state.
+    p = jnp.zeros(2)
+    assert type(optlab.momentum(0.1).init(p)[0]).__name__ == "HeavyBallState"
+    assert type(optlab.momentum(0.1, like="optax").init(p)[0]).__name__ == "HeavyBallState"
+    state = optlab.momentum(0.1, like="torch").init(p)[0]
+    assert type(state).__name__ == "TorchMomentumState"
+    assert state._fields == ("count", "momentum_buffer")
+
+
+def test_traced_dampening_and_mu():
+    tx = optax.inject_hyperparams(optlab.momentum)(
+        learning_rate=0.1, mu=0.9, dampening=0.3, like="torch"
+    )
+    updates, _ = jax.jit(tx.update)(jnp.ones(2), tx.init(jnp.ones(2)))
+    np.testing.assert_allclose(np.asarray(updates), -0.1, rtol=1e-6)  # step 1: buf = g
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"like": "keras"}, r"momentum: `like` must be one of \(None, 'optax', 'torch'\)"),
+        ({"form": "ema", "like": "optax"}, r"form='ema' conflicts with like='optax'"),
+        ({"form": "velocity", "like": "torch"}, r"form='velocity' conflicts with like='torch'"),
+        ({"dampening": 0.5}, r"dampening=0.5 conflicts with like=None"),
+        ({"dampening": 0.5, "like": "optax"}, r"dampening=0.5 conflicts with like='optax'"),
+        ({"dampening": 1.5, "like": "torch"}, r"`dampening` must be in \[0, 1\]"),
+        ({"mu": 1.0, "like": "torch"}, r"`mu` must be in \[0, 1\)"),
+        ({"learning_rate": -0.1, "like": "optax"}, "momentum: `learning_rate` must be"),
+    ],
+)
+def test_bad_input_like(kwargs, match):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        optlab.momentum(**kwargs)

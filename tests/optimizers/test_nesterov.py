@@ -1,7 +1,9 @@
 """nesterov: the look-ahead method (lectures 02, 03), run as PyTorch's reformulation."""
 
+import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import optlab
 from optlab.testing import assert_matches_reference
@@ -116,3 +118,98 @@ def test_parity_torch(torch):
         rtol=RTOL,
         atol=ATOL,
     )
+
+
+# like="optax" / like="torch": both libraries compute the reformulation, so the switch
+# gives the default's numbers; each is checked against the library's own equations.
+
+
+def schedule_np(t):
+    return 0.05 * 0.9**t + 0.005
+
+
+def schedule_jax(count):
+    return 0.05 * 0.9 ** count.astype(jnp.float64) + 0.005
+
+
+def optax_nesterov_reference(rate_of_t, mu):
+    """optax.sgd docs: m_t ← g_t + μ·m_{t−1};  u_t ← −α_t·(g_t + μ·m_t)."""
+
+    def step(theta, g, state):
+        m, t = state
+        m = g + mu * m
+        return theta - rate_of_t(t) * (g + mu * m), (m, t + 1)
+
+    return lambda p: (np.zeros_like(p), 0), step
+
+
+def torch_nesterov_reference(lr, mu):
+    """torch.optim.SGD docs (nesterov, τ = 0): b_1 = g_1, b_t = μ·b_{t−1} + g_t;
+    g ← g_t + μ·b_t;  θ ← θ − γ·g."""
+
+    def step(theta, g, buf):
+        buf = g.copy() if buf is None else mu * buf + g
+        return theta - lr * (g + mu * buf), buf
+
+    return lambda p: None, step
+
+
+@pytest.mark.parametrize(("mu", "scheduled"), [(MU, False), (0.5, True)])
+def test_optax_formula(mu, scheduled):
+    init, step = optax_nesterov_reference(schedule_np if scheduled else lambda t: GAMMA, mu)
+    tx = optlab.nesterov(schedule_jax if scheduled else GAMMA, mu, like="optax")
+    assert_matches_reference(tx, step, ref_init=init, num_steps=15, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("mu", [MU, 0.5])
+def test_torch_formula(mu):
+    init, step = torch_nesterov_reference(GAMMA, mu)
+    tx = optlab.nesterov(GAMMA, mu, like="torch")
+    assert_matches_reference(tx, step, ref_init=init, num_steps=15, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(("lr", "mu"), [(GAMMA, MU), (schedule_jax, 0.5)])
+def test_parity_optax_like(lr, mu):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.nesterov(lr, mu, like="optax"), params, grads),
+        jax_rollout(optax.sgd(lr, momentum=mu, nesterov=True), params, grads),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize(("lr", "mu"), [(GAMMA, MU), (0.02, 0.5)])
+def test_parity_torch_like(torch, lr, mu):
+    params, grads = problem(15)
+    assert_same_trajectory(
+        jax_rollout(optlab.nesterov(lr, mu, like="torch"), params, grads),
+        torch_rollout(
+            lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, nesterov=True), params, grads
+        ),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_like_forms_equal_the_default_and_keep_its_state():
+    params, grads = problem(15)
+    default = jax_rollout(optlab.nesterov(schedule_jax, MU), params, grads)
+    for like in ("optax", "torch"):
+        tx = optlab.nesterov(schedule_jax, MU, like=like)
+        assert type(tx.init(jnp.zeros(2))[0]).__name__ == "NesterovState"
+        assert_same_trajectory(jax_rollout(tx, params, grads), default, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"like": "keras"}, r"nesterov: `like` must be one of \(None, 'optax', 'torch'\)"),
+        ({"mu": 1.0, "like": "torch"}, r"`mu` must be in \[0, 1\)"),
+        ({"learning_rate": -0.1, "like": "optax"}, "nesterov: `learning_rate` must be"),
+    ],
+)
+def test_bad_input_like(kwargs, match):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        optlab.nesterov(**kwargs)

@@ -14,7 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.optimizers.registry import SPECS
+from tests.optimizers.registry import LECTURE_SPECS, SHELF_SPECS, SPECS
+
+# The lectures' optimizers in the quick tier, the shelf's in the full tier (`pytest -m ""`).
+PARAMS = [pytest.param(s, id=s.name) for s in LECTURE_SPECS] + [
+    pytest.param(s, id=s.name, marks=pytest.mark.slow) for s in SHELF_SPECS
+]
 
 STRUCTURES = [
     {"a": (5,)},
@@ -38,7 +43,7 @@ def _compiled(spec_name):
     return tx, jax.jit(tx.update)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("spec", PARAMS)
 @given(
     structure=st.integers(0, len(STRUCTURES) - 1),
     log10_scale=st.integers(-30, 15),
@@ -62,7 +67,7 @@ def test_structure_dtype_and_finiteness(spec, structure, log10_scale, zero, seed
         params = jax.tree.map(lambda p, u: p + u, params, updates)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("spec", PARAMS)
 def test_zero_gradients_from_rest_do_not_move_unregularized_params(spec):
     tx, update = _compiled(spec.name)
     params = _make_tree(STRUCTURES[1], np.random.default_rng(0), 1.0)

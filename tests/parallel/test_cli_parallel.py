@@ -86,7 +86,7 @@ def test_plan_devices_on_this_machine(capsys):
         (["plan", "--strategy", "tp"], "names mesh axis 'model' but the mesh has axes"),
         (["plan", "--model", "rnn"], "--model rnn:"),
         (["plan", "--dataset", "imagenet"], "--dataset imagenet:"),
-        (["plan", "--optimizer", "lion"], "--optimizer: unknown 'lion'"),
+        (["plan", "--optimizer", "lamb2"], "--optimizer: unknown 'lamb2'"),
         (["plan", "--model-arg", "widths"], "--model-arg: expected KEY=VALUE"),
     ],
 )

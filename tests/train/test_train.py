@@ -120,7 +120,7 @@ def test_checksum_detects_a_single_bit_flip():
 BAD = [
     (["--dataset", "imagenet"], "--dataset"),
     (["--model", "resnet"], "--model"),
-    (["--optimizer", "lion"], "--optimizer"),
+    (["--optimizer", "lamb2"], "--optimizer"),
     (["--schedule", "warmup"], "--schedule"),
     (["--learning-rate", "-1"], "--learning-rate"),
     (["--batch-size", "0"], "--batch-size"),

@@ -1,0 +1,654 @@
+"""Muon: momentum orthogonalized by Newton–Schulz (Jordan et al. 2024).
+
+The matrices of a network (``weight_dimension_numbers`` says which axes of a leaf are its
+rows and columns) step along an approximately orthogonalized momentum; every other leaf
+(biases, norms, and by choice embeddings and output heads) goes to AdamW.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from optax.contrib import MuonDimensionNumbers
+
+from optlab import _validation
+from optlab.optimizers._adamw import adamw
+from optlab.optimizers._base import (
+    MaskOrFn,
+    ScalarOrSchedule,
+    abs_sq,
+    check_like,
+    decoupled_decay,
+    init_count,
+    moment_zeros,
+    next_count,
+    scalar_like,
+    unzip,
+)
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+"""Jordan's quintic: a, b, c of X ← aX + b(XXᵀ)X + c(XXᵀ)²X."""
+
+NS_PRESETS = {
+    "standard": NS_COEFFS,
+    # Ahn et al. 2025 (Dion): one (a, b, c) per step, as optax.contrib's "dion" preset.
+    "dion": (
+        (4.0848, -6.8946, 2.9270),
+        (3.9505, -6.3029, 2.6377),
+        (3.7418, -5.5913, 2.3037),
+        (2.8769, -3.1427, 1.2046),
+        (2.8366, -3.0525, 1.2012),
+    ),
+}
+PRECONDITIONINGS = ("frobenius", "spectral")
+ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+TORCH_DEFAULTS = {"weight_decay": 0.1, "eps": 1e-7, "ns_dtype": jnp.bfloat16}
+
+WeightDimNumOrFn = Any  # a tree of MuonDimensionNumbers / None, or params -> such a tree
+
+
+def _is_dim_nums(x: Any) -> bool:
+    return isinstance(x, MuonDimensionNumbers)
+
+
+def _axes(x: jax.Array, spec: MuonDimensionNumbers) -> tuple[tuple, tuple, tuple]:
+    """(batch, reduction, output) axes of ``x`` under ``spec``, non-negative and sorted."""
+
+    def norm(axes):
+        return tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes))
+
+    reduction, output = norm(spec.reduction_axis), norm(spec.output_axis)
+    if set(reduction) & set(output) or not reduction or not output:
+        raise ValueError(
+            f"muon: the reduction axes {reduction} and output axes {output} of a leaf of "
+            f"shape {x.shape} must be non-empty and disjoint."
+        )
+    batch = tuple(a for a in range(x.ndim) if a not in reduction + output)
+    return batch, reduction, output
+
+
+def fan_in_out(x: jax.Array, spec: MuonDimensionNumbers) -> tuple[int, int]:
+    """The matrix's (rows, columns): products of the reduction and the output axes."""
+    _, reduction, output = _axes(x, spec)
+    return math.prod(x.shape[a] for a in reduction), math.prod(x.shape[a] for a in output)
+
+
+def as_matrices(x: jax.Array, spec: MuonDimensionNumbers):
+    """``x`` as a stack of (fan_in, fan_out) matrices, and the function that undoes it."""
+    batch, reduction, output = _axes(x, spec)
+    order = batch + reduction + output
+    shape = tuple(x.shape[a] for a in order)
+    flat = (math.prod(shape[: len(batch)]), *fan_in_out(x, spec))
+    inverse = tuple(order.index(a) for a in range(x.ndim))
+    return x.transpose(order).reshape(flat), lambda y: y.reshape(shape).transpose(inverse)
+
+
+def newton_schulz(
+    x: jax.Array,
+    coeffs: Any = NS_COEFFS,
+    steps: int = 5,
+    eps: float = 1e-8,
+    *,
+    preconditioning: str = "frobenius",
+    clamp_eps: bool = False,
+    dtype: Any = None,
+) -> jax.Array:
+    r"""Jordan's quintic Newton–Schulz iteration: ≈ U·Vᵀ for the matrix x = U·S·Vᵀ.
+
+    ::
+
+        X_0 ← x / (‖x‖_F + ε)              (‖x‖_F ≥ the spectral norm, so σ(X_0) ≤ 1)
+        X_{k+1} ← a·X_k + (b·A_k + c·A_k²)·X_k,   A_k = X_k·X_kᵀ
+
+    on the wide orientation (xᵀ when x has more rows than columns: A is the smaller Gram
+    matrix). Each step maps every singular value σ to p(σ) = aσ + bσ³ + cσ⁵, which for
+    (a, b, c) = (3.4445, −4.7750, 2.0315) has a steep slope at 0 and oscillates near 1:
+    five steps leave the singular values in a band around 1, not at 1 (measured in
+    ``tests/optimizers/test_muon.py``). ``coeffs`` is one (a, b, c) or one per step (then
+    its length must be ``steps``). ``preconditioning="spectral"`` divides by the spectral
+    norm instead; ``clamp_eps`` divides by max(‖x‖_F, ε) (torch's form); ``dtype``
+    computes in another (real) dtype (torch uses bfloat16) and returns x's dtype; complex
+    x is computed in its own dtype.
+    """
+    out_dtype = x.dtype
+    if dtype is not None and not jnp.iscomplexobj(x):  # complex stays complex
+        x = x.astype(dtype)
+    coeffs = jnp.asarray(coeffs, x.dtype)
+    coeffs = coeffs[None] if coeffs.ndim == 1 else coeffs
+    rows = coeffs.shape[0]  # one (a, b, c) for every step, or the last `steps` rows
+    wide = x.shape[0] <= x.shape[1]
+    if not wide:
+        x = x.T
+    norm = jnp.linalg.norm(x, ord=2 if preconditioning == "spectral" else "fro")
+    eps_ = scalar_like(eps, x)
+    x = x / (jnp.maximum(norm, eps_) if clamp_eps else norm + eps_)
+
+    def one_step(x, abc):
+        gram = x @ x.T.conj()
+        return abc[0] * x + (abc[1] * gram + abc[2] * gram @ gram) @ x
+
+    def row(i):
+        return coeffs[0] if rows == 1 else coeffs[i]
+
+    if isinstance(steps, int):  # unrolled, as optax does
+        for i in range(rows - steps, rows):
+            x = one_step(x, row(i))
+    else:  # a traced count (optax.inject_hyperparams feeds ns_steps as an array)
+        start = 0 if rows == 1 else rows - steps
+        x = jax.lax.fori_loop(start, start + steps, lambda i, x: one_step(x, row(i)), x)
+    return (x if wide else x.T).astype(out_dtype)
+
+
+class MuonState(NamedTuple):
+    """``count``: updates made; ``mu``: the momentum buffer; ``ns_coeffs``: the
+    Newton–Schulz coefficients, one row per step. optax.contrib's ``MuonState``: the same
+    names and fields."""
+
+    count: jax.Array
+    mu: optax.Updates
+    ns_coeffs: jax.Array
+
+
+def _coeffs_table(owner: str, ns_coeffs: Any, ns_steps: Any) -> tuple:
+    """The rows of (a, b, c) the iteration reads: the last ``ns_steps`` of a table, or the
+    one row of a single (a, b, c) (then each step reads it)."""
+    if isinstance(ns_coeffs, str):
+        _validation.check_choice(owner, "ns_coeffs", ns_coeffs, tuple(NS_PRESETS))
+        ns_coeffs = NS_PRESETS[ns_coeffs]
+    table = np.asarray(ns_coeffs, np.float64)  # NumPy: never rounded to float32 here
+    if table.ndim not in (1, 2) or table.shape[-1] != 3:
+        _validation.fail(
+            owner, "ns_coeffs", ns_coeffs, "(a, b, c) or one (a, b, c) per step", "Use the default."
+        )
+    if not isinstance(ns_steps, int | jax.Array) or (isinstance(ns_steps, int) and ns_steps < 1):
+        _validation.fail(owner, "ns_steps", ns_steps, "an int >= 1", "Jordan uses 5.")
+    if not isinstance(ns_steps, int):  # traced (inject_hyperparams): its value is not known here
+        return tuple(map(tuple, np.atleast_2d(table).tolist()))
+    if table.ndim == 2:
+        if table.shape[0] < ns_steps:
+            raise ValueError(
+                f"{owner}: `ns_coeffs` has {table.shape[0]} rows, fewer than ns_steps={ns_steps}."
+            )
+        return tuple(map(tuple, table[-ns_steps:].tolist()))
+    return (tuple(table.tolist()),)
+
+
+def _check_muon_args(owner, beta, eps, like, preconditioning, adjust_lr_fn):
+    check_like(owner, like, ("optax", "torch"))
+    _validation.check_unit_interval(owner, "beta", beta, "Jordan uses beta=0.95.")
+    _validation.check_non_negative(owner, "eps", eps, "Use e.g. 1e-8.")
+    _validation.check_choice(owner, "preconditioning", preconditioning, PRECONDITIONINGS)
+    if adjust_lr_fn not in ADJUST_LR_FNS:
+        _validation.fail(
+            owner, "adjust_lr_fn", adjust_lr_fn, f"one of {ADJUST_LR_FNS}", "torch's names."
+        )
+
+
+def scale_by_muon(
+    ns_coeffs: Any = NS_COEFFS,
+    ns_steps: int = 5,
+    beta: float = 0.95,
+    eps: float = 1e-8,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+    adaptive: bool = False,
+    preconditioning: str = "frobenius",
+    weight_dimension_numbers: WeightDimNumOrFn = None,
+    ns_dtype: Any = None,
+    like: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Muon's direction on matrix leaves: NS(momentum), before the shape scale and η.
+
+    The momentum and the normalization follow ``like`` (see ``muon``). Every leaf must be a
+    matrix under ``weight_dimension_numbers`` (a tree of ``MuonDimensionNumbers`` like the
+    params, or a function of them; None: every leaf is a 2-D (fan_in, fan_out) matrix);
+    axes that are neither reduction nor output are batch axes, one matrix each.
+    """
+    owner = "muon"
+    _check_muon_args(owner, beta, eps, like, preconditioning, None)
+    table = _coeffs_table(owner, ns_coeffs, ns_steps)
+
+    def dims_of(updates):
+        dims = weight_dimension_numbers
+        dims = dims(updates) if callable(dims) else dims
+        if dims is None:
+            dims = jax.tree.map(lambda _: MuonDimensionNumbers(), updates)
+        return dims
+
+    def orthogonalize(x, spec, coeffs):
+        if not _is_dim_nums(spec):
+            raise ValueError(
+                f"muon: a leaf of shape {x.shape} has no MuonDimensionNumbers; send it to "
+                "AdamW (muon's default for leaves that are not matrices)."
+            )
+        matrices, back = as_matrices(x, spec)
+        ortho = jax.vmap(
+            lambda m: newton_schulz(
+                m,
+                coeffs,
+                ns_steps,
+                eps,
+                preconditioning=preconditioning,
+                clamp_eps=like == "torch",
+                dtype=ns_dtype,
+            )
+        )(matrices)
+        return back(ortho)
+
+    def init_fn(params):
+        return MuonState(
+            count=init_count(),
+            mu=moment_zeros(params, mu_dtype),
+            ns_coeffs=jnp.asarray(table),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = next_count(state.count)
+        t = count.astype(jnp.float32)
+
+        def step(g, buf):
+            dtype = jnp.result_type(g, buf)
+            g, buf = g.astype(dtype), buf.astype(dtype)
+            b = scalar_like(beta, g)
+            if like is None:  # B_t = μ·B_{t−1} + G_t; Nesterov: G_t + μ·B_t
+                new = b * buf + g
+                direction = g + b * new if nesterov else new
+            elif like == "torch":  # EMA buffer; Nesterov: lerp(g, B_t, μ)
+                new = b * buf + (1 - b) * g
+                direction = (1 - b) * g + b * new if nesterov else new
+            else:  # optax: bias-corrected EMA, Nesterov with bias corrections at t+1, t
+                new = b * buf + (1 - b) * g
+                bc = lambda n: scalar_like(1.0, g) - b ** scalar_like(n, g)  # noqa: E731
+                if nesterov:
+                    direction = b * new / bc(t + 1) + (1 - b) * g / bc(t)
+                else:
+                    direction = new / bc(t)
+            return direction, new.astype(buf.dtype)
+
+        directions, mu = unzip(updates, jax.tree.map(step, updates, state.mu), 2)
+        out = jax.tree.map(
+            lambda x, spec: orthogonalize(x, spec, state.ns_coeffs),
+            directions,
+            dims_of(updates),
+            is_leaf=_is_dim_nums,
+        )
+        if adaptive:  # ⟨M, O⟩·O: the dual norm's scale (Bernstein & Newhouse 2024)
+            out = jax.tree.map(
+                lambda m, o: (jnp.sum(m.conj() * o) * o).astype(o.dtype), directions, out
+            )
+        out = jax.tree.map(lambda o, g: o.astype(g.dtype), out, updates)
+        return out, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def scale_by_shape(
+    weight_dimension_numbers: WeightDimNumOrFn = None,
+    consistent_rms: float | None = None,
+    *,
+    adjust_lr_fn: str | None = None,
+    like: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """The shape factor of each matrix's step.
+
+    Default (Jordan; optax): √max(1, fan_out/fan_in). ``consistent_rms=r`` (Liu et al.
+    2025): r·√max(fan_in, fan_out). ``like="torch"`` reads the leaf's first two dimensions
+    (A, B) as torch's ``Muon`` does (rows, columns of the stored array):
+    ``adjust_lr_fn`` None/"original" √max(1, A/B), "match_rms_adamw" 0.2·√max(A, B).
+    """
+
+    def factor(x, spec):
+        if like == "torch":
+            a, b = x.shape[:2]
+            if adjust_lr_fn == "match_rms_adamw":
+                return 0.2 * math.sqrt(max(a, b))
+            return math.sqrt(max(1.0, a / b))
+        fan_in, fan_out = fan_in_out(x, spec)
+        if consistent_rms is not None:
+            return math.sqrt(max(fan_in, fan_out)) * consistent_rms
+        return math.sqrt(max(1.0, fan_out / fan_in))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        dims = weight_dimension_numbers
+        dims = dims(updates) if callable(dims) else dims
+        if dims is None:
+            dims = jax.tree.map(lambda _: MuonDimensionNumbers(), updates)
+        out = jax.tree.map(
+            lambda u, s: u * scalar_like(factor(u, s), u), updates, dims, is_leaf=_is_dim_nums
+        )
+        return out, state
+
+    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
+
+
+def matrix_dimension_numbers(params: Any, *, like: str | None = None) -> Any:
+    """Which leaves are Muon's matrices, and how: a tree of ``MuonDimensionNumbers`` / None.
+
+    2-D leaves are (fan_in, fan_out) matrices. Leaves of more dimensions (a conv kernel
+    HWIO, or (k, in, out) in 1-D) are matrices with every axis but the last as rows
+    (reduction) and the last as columns (output); ``like="optax"`` leaves them to AdamW as
+    optax.contrib does. Vectors and scalars get None (AdamW).
+    """
+
+    def spec(p):
+        if p.ndim == 2:
+            return MuonDimensionNumbers(0, 1)
+        if p.ndim > 2 and like is None:
+            return MuonDimensionNumbers(tuple(range(p.ndim - 1)), p.ndim - 1)
+        return None
+
+    return jax.tree.map(spec, params)
+
+
+def _resolve_dims(dims: WeightDimNumOrFn, params: Any, like, adam_paths) -> Any:
+    """The tree of specs/None for ``params`` (a full tree: prefixes are broadcast)."""
+    if dims is None:
+        tree = matrix_dimension_numbers(params, like=like)
+    else:
+        given = dims(params) if callable(dims) else dims
+        tree = jax.tree.map(
+            lambda s, sub: jax.tree.map(lambda _: s, sub),
+            given,
+            params,
+            is_leaf=lambda x: x is None or _is_dim_nums(x),
+        )
+    if adam_paths:
+        from optlab._param_groups import param_paths  # a leaf module: no cycle
+
+        regexes = [re.compile(p) for p in adam_paths]
+        paths = param_paths(params)
+        tree = jax.tree.map(
+            lambda s, path: None if any(r.search(path) for r in regexes) else s,
+            tree,
+            paths,
+            is_leaf=lambda x: x is None or _is_dim_nums(x),
+        )
+    return tree
+
+
+def muon_labels(
+    params: Any,
+    muon_weight_dimension_numbers: WeightDimNumOrFn = None,
+    *,
+    adam_paths: Sequence[str] = (),
+    like: str | None = None,
+) -> Any:
+    """``"muon"`` or ``"adam"`` for each leaf, as ``muon`` assigns them (print it to check)."""
+    tree = _resolve_dims(muon_weight_dimension_numbers, params, like, tuple(adam_paths))
+    return jax.tree.map(
+        lambda s: "muon" if _is_dim_nums(s) else "adam",
+        tree,
+        is_leaf=lambda x: x is None or _is_dim_nums(x),
+    )
+
+
+class _NesterovAdamState(NamedTuple):
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def _scale_by_optax_adam(b1, b2, eps, eps_root, mu_dtype, nesterov):
+    """optax.adamw(nesterov=...)'s direction, optax.contrib.muon's fallback:
+    m̂ = β1·m_t/(1 − β1^{t+1}) + (1 − β1)·g_t/(1 − β1^t) (Nesterov) or m_t/(1 − β1^t),
+    v̂ = v_t/(1 − β2^t), m̂/(√(v̂ + ε_root) + ε)."""
+
+    def init_fn(params):
+        return _NesterovAdamState(
+            init_count(), moment_zeros(params, mu_dtype), moment_zeros(params)
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = next_count(state.count)
+        t = count.astype(jnp.float32)
+
+        def step(g, m, v):
+            m = scalar_like(b1, m) * m + scalar_like(1 - b1, m) * g.astype(m.dtype)
+            v = scalar_like(b2, v) * v + scalar_like(1 - b2, v) * abs_sq(g).astype(v.dtype)
+            one = scalar_like(1.0, g)
+
+            def power(b, n):
+                return scalar_like(b, g) ** n.astype(g.dtype)
+
+            if nesterov:
+                m_hat = scalar_like(b1, g) * m / (one - power(b1, t + 1))
+                m_hat = m_hat + scalar_like(1 - b1, g) * g / (one - power(b1, t))
+            else:
+                m_hat = m / (one - power(b1, t))
+            v_hat = v / (one - power(b2, t))
+            d = m_hat / (jnp.sqrt(v_hat + scalar_like(eps_root, g)) + scalar_like(eps, g))
+            return d.astype(g.dtype), m, v
+
+        d, mu, nu = unzip(updates, jax.tree.map(step, updates, state.mu, state.nu), 3)
+        return d, _NesterovAdamState(count, mu, nu)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def muon(
+    learning_rate: ScalarOrSchedule,
+    ns_coeffs: Any = NS_COEFFS,
+    ns_steps: int = 5,
+    beta: float = 0.95,
+    eps: float | None = None,
+    weight_decay: ScalarOrSchedule | None = None,
+    weight_decay_mask: MaskOrFn = None,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+    adaptive: bool = False,
+    preconditioning: str = "frobenius",
+    adam_b1: float = 0.9,
+    adam_b2: float = 0.999,
+    adam_eps_root: float = 0.0,
+    adam_weight_decay: float = 0.0,
+    adam_learning_rate: ScalarOrSchedule | None = None,
+    muon_weight_dimension_numbers: WeightDimNumOrFn = None,
+    consistent_rms: float | None = None,
+    adam_paths: str | Sequence[str] = (),
+    ns_dtype: Any = None,
+    adjust_lr_fn: str | None = None,
+    fallback: str | None = "adamw",
+    like: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Muon: Jordan et al.'s momentum orthogonalized by Newton–Schulz, AdamW elsewhere.
+
+    For each matrix W (shape fan_in × fan_out; see ``muon_weight_dimension_numbers``)::
+
+        G_t ← ∇_W L(θ_{t−1})
+        B_t ← μ·B_{t−1} + G_t                       B_0 = 0
+        M_t ← G_t + μ·B_t   (Nesterov; B_t without)
+        O_t ← NS5(M_t)      ≈ U·Vᵀ for M_t = U·S·Vᵀ  (``newton_schulz``)
+        W_t ← W_{t−1} − η_t·( s·O_t + λ·W_{t−1} )    s = √max(1, fan_out/fan_in)
+
+    NS5 is five steps of X ← aX + b(XXᵀ)X + c(XXᵀ)²X from X_0 = M/(‖M‖_F + ε), with
+    (a, b, c) = (3.4445, −4.7750, 2.0315). Every other leaf (vectors, scalars, and those
+    ``adam_paths`` names) is updated by AdamW (``optlab.adamw`` with ``adam_b1``,
+    ``adam_b2``, ε, ``adam_weight_decay`` at ``adam_learning_rate``, default η_t).
+
+    Symbols → arguments: η_t = ``learning_rate``, μ = ``beta``, ε = ``eps`` (1e-8),
+    λ = ``weight_decay`` (0; multiplied by η_t, not by s), NS5 = ``ns_coeffs``,
+    ``ns_steps``. Names and defaults are optax.contrib's ``muon``.
+
+    Which leaves are matrices (``muon_weight_dimension_numbers`` None): 2-D leaves as
+    (fan_in, fan_out), and — optlab's default, unlike optax — leaves of more dimensions
+    with every axis but the last as rows, so a conv kernel (H, W, I, O) is the
+    (H·W·I) × O matrix of its im2col product. Pass a tree of ``MuonDimensionNumbers``
+    (None for AdamW), or a function of the params, to choose (attention kernels
+    (d, heads, head_dim) want reduction 0, output (1, 2)); ``adam_paths``: regular
+    expressions of parameter paths (``optlab.param_paths``) sent to AdamW anyway — Jordan
+    leaves embeddings and the output head to AdamW. ``muon_labels(params, ...)`` shows the
+    assignment.
+
+    Versus the libraries:
+
+    - ``like="optax"`` (optax.contrib.muon): the momentum is a bias-corrected EMA,
+      m_t = μm_{t−1} + (1−μ)G_t, M_t = μ·m_t/(1−μ^{t+1}) + (1−μ)·G_t/(1−μ^t) (Nesterov)
+      or m_t/(1−μ^t); as NS normalizes M, the two forms differ only in the relative
+      weight of G_t and the history (1 − μ^t factors) and through ε. Leaves of more than
+      two dimensions go to the fallback, which is ``optax.adamw(..., nesterov=True)``:
+      m̂ = μ₁·m_t/(1−μ₁^{t+1}) + (1−μ₁)·g_t/(1−μ₁^t), with muon's ε.
+    - ``like="torch"`` (torch.optim.Muon, 2-D leaves only): B_t = μB_{t−1} + (1−μ)G_t,
+      M_t = (1−μ)G_t + μB_t (a (1−μ) multiple of the paper's M_t, so the same after
+      normalization except for ε); X_0 = M/max(‖M‖_F, ε) with ε = 1e-7, the iteration in
+      bfloat16 (``ns_dtype``); W ← W(1 − η·λ) − η·s·O with λ = 0.1 by default and
+      s = √max(1, A/B) for the stored shape (A, B) — torch's Linear stores (out, in), so
+      on (in, out) kernels this is √max(1, fan_in/fan_out), the reverse of optax's on the
+      same array. ``adjust_lr_fn="match_rms_adamw"``: s = 0.2·√max(A, B).
+    - Jordan's reference code computes NS in bfloat16 with ε = 1e-7; optlab computes in
+      the gradient's dtype unless ``ns_dtype`` is given.
+
+    Args:
+      learning_rate: η ≥ 0, or a schedule.
+      ns_coeffs: (a, b, c), one per step, or a preset name (``"standard"``, ``"dion"``).
+      ns_steps: Newton–Schulz steps.
+      beta: μ in [0, 1).
+      eps: ε ≥ 0 (None: 1e-8; torch's 1e-7 with ``like="torch"``).
+      weight_decay: λ ≥ 0 on the matrices (None: 0; torch's 0.1 with ``like="torch"``).
+      weight_decay_mask: which matrices decay (a tree of bools, a prefix, or a function).
+      mu_dtype: dtype of the momentum buffers.
+      nesterov: Nesterov momentum (the default, as in Jordan's code).
+      adaptive: scale O_t by ⟨M_t, O_t⟩ (Bernstein & Newhouse 2024), as optax.
+      preconditioning: ``"frobenius"`` (X_0 = M/‖M‖_F) or ``"spectral"`` (M/‖M‖_2).
+      adam_b1, adam_b2, adam_eps_root, adam_weight_decay, adam_learning_rate: the AdamW
+        of the other leaves.
+      muon_weight_dimension_numbers: which leaves are matrices and how (see above).
+      consistent_rms: s = r·√max(fan_in, fan_out) (Liu et al. 2025 use r = 0.2).
+      adam_paths: path patterns sent to AdamW (embeddings, heads).
+      ns_dtype: the dtype of the Newton–Schulz iteration (None: the gradient's).
+      adjust_lr_fn: torch's shape factor (with ``like="torch"``).
+      fallback: ``"adamw"`` for the leaves that are not matrices, or None to require
+        every leaf to be one (``init`` raises otherwise, naming them).
+      like: None (Jordan et al.), ``"optax"`` or ``"torch"``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its state is an ``optax.partition``
+      state with ``inner_states["muon"]`` and ``inner_states["adam"]``.
+
+    Raises:
+      ValueError: for out-of-range hyper-parameters; at ``init``, naming the leaves and
+        the fix, when ``fallback=None`` and a leaf is not a matrix.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, optlab
+      >>> params = {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)}
+      >>> tx = optlab.muon(0.1)
+      >>> g = {"w": jax.random.normal(jax.random.key(0), (4, 3)), "b": jnp.ones(3)}
+      >>> updates, _ = tx.update(g, tx.init(params), params)
+      >>> s = np.linalg.svd(np.asarray(updates["w"]), compute_uv=False) / 0.1
+      >>> bool(np.all((s > 0.6) & (s < 1.2)))  # orthogonalized: singular values near 1
+      True
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024,
+      https://kellerjordan.github.io/posts/muon/. Liu et al., "Muon is scalable for LLM
+      training", 2025. Bernstein & Newhouse, "Old optimizer, new norm", 2024.
+    """
+    owner = "muon"
+    _check_muon_args(owner, beta, 0.0 if eps is None else eps, like, preconditioning, adjust_lr_fn)
+    _validation.check_learning_rate(owner, learning_rate)
+    if isinstance(adam_paths, str):
+        adam_paths = (adam_paths,)
+    for pattern in adam_paths:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            _validation.fail(owner, "adam_paths", pattern, "regular expressions", str(err))
+    if like == "torch":
+        eps = TORCH_DEFAULTS["eps"] if eps is None else eps
+        weight_decay = TORCH_DEFAULTS["weight_decay"] if weight_decay is None else weight_decay
+        ns_dtype = TORCH_DEFAULTS["ns_dtype"] if ns_dtype is None else ns_dtype
+    eps = 1e-8 if eps is None else eps
+    weight_decay = 0.0 if weight_decay is None else weight_decay
+    _validation.check_non_negative(owner, "eps", eps)
+    _validation.check_unit_interval(owner, "adam_b1", adam_b1)
+    _validation.check_unit_interval(owner, "adam_b2", adam_b2)
+    if fallback not in ("adamw", None):
+        _validation.fail(owner, "fallback", fallback, "'adamw' or None", "None: matrices only.")
+    if like != "optax" and _validation.is_concrete_number(adam_eps_root) and adam_eps_root != 0:
+        raise ValueError(
+            "muon: `adam_eps_root` is optax's (ε inside the root of its AdamW); pass "
+            "like='optax' with it, or leave it 0."
+        )
+    adam_paths = tuple(adam_paths)
+
+    def dims_tree(params):
+        return _resolve_dims(muon_weight_dimension_numbers, params, like, adam_paths)
+
+    def labels(params):
+        tree = dims_tree(params)
+        out = jax.tree.map(
+            lambda s: "muon" if _is_dim_nums(s) else "adam",
+            tree,
+            is_leaf=lambda x: x is None or _is_dim_nums(x),
+        )
+        if fallback is None and "adam" in jax.tree.leaves(out):
+            from optlab._param_groups import param_paths
+
+            others = [
+                f"{path} {tuple(p.shape)}"
+                for path, p, label in zip(
+                    jax.tree.leaves(param_paths(params)),
+                    jax.tree.leaves(params),
+                    jax.tree.leaves(out),
+                    strict=True,
+                )
+                if label == "adam"
+            ]
+            what = "no parameter is a matrix" if "muon" not in jax.tree.leaves(out) else ""
+            raise ValueError(
+                f"muon: {what or 'some parameters are not matrices'} and fallback=None: "
+                f"{', '.join(others[:6])}{' ...' if len(others) > 6 else ''}. Pass "
+                "fallback='adamw' (the default) to update them with AdamW, or "
+                "muon_weight_dimension_numbers to say which axes are rows and columns."
+            )
+        return out
+
+    def matrix_dims(updates):
+        # Inside the partition the "adam" leaves are optax.MaskedNode; keep their slots.
+        tree = dims_tree(updates)
+        return jax.tree.map(
+            lambda s, u: s if not isinstance(u, optax.MaskedNode) else u,
+            tree,
+            updates,
+            is_leaf=lambda x: x is None or _is_dim_nums(x) or isinstance(x, optax.MaskedNode),
+        )
+
+    matrix_part = optax.chain(
+        scale_by_muon(
+            ns_coeffs,
+            ns_steps,
+            beta,
+            eps,
+            mu_dtype,
+            nesterov=nesterov,
+            adaptive=adaptive,
+            preconditioning=preconditioning,
+            weight_dimension_numbers=matrix_dims,
+            ns_dtype=ns_dtype,
+            like=like,
+        ),
+        scale_by_shape(matrix_dims, consistent_rms, adjust_lr_fn=adjust_lr_fn, like=like),
+        decoupled_decay(owner, learning_rate, weight_decay, weight_decay_mask),
+    )
+    adam_rate = learning_rate if adam_learning_rate is None else adam_learning_rate
+    if like == "optax":
+        adam_part = optax.chain(
+            _scale_by_optax_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, nesterov),
+            decoupled_decay(owner, adam_rate, adam_weight_decay),
+        )
+    else:
+        adam_part = adamw(adam_rate, adam_b1, adam_b2, eps, adam_weight_decay)
+    partition = optax.partition({"muon": matrix_part, "adam": adam_part}, labels)
+    return optax.GradientTransformationExtraArgs(partition.init, partition.update)
