@@ -82,6 +82,15 @@ from optlab.optimizers._trust_ratio import (
     scale_by_lars,
     scale_by_trust_ratio,
 )
+from optlab.optimizers._wrappers import (
+    EmaParamsState,
+    LookaheadState,
+    SkipSpikesState,
+    ema_params,
+    evaluation_point,
+    lookahead,
+    skip_spikes,
+)
 from optlab.optimizers._yogi import scale_by_yogi, yogi
 
 __all__ = [
@@ -92,9 +101,11 @@ __all__ = [
     "DecoupledStepState",
     "DemoForm",
     "EmaMomentumState",
+    "EmaParamsState",
     "FactoredState",
     "HeavyBallState",
     "LbfgsState",
+    "LookaheadState",
     "MuonDimensionNumbers",
     "MuonState",
     "NadamState",
@@ -116,6 +127,7 @@ __all__ = [
     "ScheduleFreeState",
     "ShampooBlocks",
     "ShampooState",
+    "SkipSpikesState",
     "SoapPreconditioner",
     "SoapState",
     "SoapStepState",
@@ -132,11 +144,14 @@ __all__ = [
     "adopt",
     "amsgrad",
     "decoupled_step",
+    "ema_params",
+    "evaluation_point",
     "get_optimizer",
     "lamb",
     "lars",
     "lbfgs",
     "lion",
+    "lookahead",
     "matrix_dimension_numbers",
     "momentum",
     "muon",
@@ -184,6 +199,7 @@ __all__ = [
     "schedule_free_sgd",
     "sgd",
     "shampoo",
+    "skip_spikes",
     "soap",
     "with_state_dtype",
     "yogi",

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optlab.errors import ConfigError
+from optlab.optimizers import evaluation_point
 
 DTYPES: dict[str, Any] = {
     "float32": jnp.float32,
@@ -259,7 +260,9 @@ def export_run(
     cfg, setup, state = restore_run(str(out))
     dataset, model = setup.dataset, setup.model
     compute = DTYPES[dtype]
-    variables = _cast({"params": state.params, **state.model_state}, compute)
+    # The evaluation point: Schedule-Free's x, Lookahead's slow weights, the EMA average.
+    params = evaluation_point(state.opt_state, state.params)
+    variables = _cast({"params": params, **state.model_state}, compute)
 
     raw_shape, preprocess, input_entry = _preprocessing(cfg, dataset)
 

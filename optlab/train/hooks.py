@@ -91,6 +91,8 @@ class Run:
             record["layer_grad_norms"] = dict(zip(self.names, norms, strict=True))
         if "accuracy" in pulled[-1]:
             record["train_accuracy"] = mean("accuracy")
+        if "skipped_spikes" in pulled[-1]:  # optlab.skip_spikes: skipped so far
+            record["skipped_spikes"] = int(pulled[-1]["skipped_spikes"])
         self.last_train = record
         self.write(record)
         if self.bar is not None:

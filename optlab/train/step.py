@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optlab.optimizers import SkipSpikesState, evaluation_point
 from optlab.train import losses
 from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState
@@ -120,7 +121,15 @@ def step_metrics(
         metrics["update_ratio"] = update_norm / jnp.maximum(param_norm, 1e-12)
     if spec.loss == "cross_entropy":
         metrics["accuracy"] = gradient.correct / gradient.count
+    # optlab.skip_spikes: the updates it skipped so far (``state`` holds the new opt state).
+    skipped = [s.skipped for s in jax.tree.leaves(state.opt_state, is_leaf=_is_skip) if _is_skip(s)]
+    if skipped:
+        metrics["skipped_spikes"] = sum(skipped)
     return metrics
+
+
+def _is_skip(x: Any) -> bool:
+    return isinstance(x, SkipSpikesState)
 
 
 def finish_step(
@@ -157,7 +166,15 @@ def finish_step(
     first_nonfinite = jnp.where(
         record, jnp.stack([state.step, first_bad_layer]), state.first_nonfinite
     )
-    metrics = step_metrics(spec, state, gradient, guard, applied, update_norm, loss_scale)
+    metrics = step_metrics(
+        spec,
+        state._replace(opt_state=opt_state),
+        gradient,
+        guard,
+        applied,
+        update_norm,
+        loss_scale,
+    )
     new_state = state._replace(
         step=state.step + 1,
         params=params,
@@ -268,10 +285,13 @@ def make_train_step(
 
 
 def make_eval_step(apply_fn: Callable, *, loss: str, num_classes: int) -> Callable:
-    """``counts = eval_step(state, batch)``: masked sums for ``losses.summarize``."""
+    """``counts = eval_step(state, batch)``: masked sums for ``losses.summarize``, at the
+    optimizer's evaluation point (``optlab.evaluation_point``)."""
 
     def eval_step(state: TrainState, batch: dict) -> dict:
-        variables = {"params": state.params, **state.model_state}
+        # Schedule-Free's x, Lookahead's slow weights, the EMA average; else the params.
+        params = evaluation_point(state.opt_state, state.params)
+        variables = {"params": params, **state.model_state}
         logits = apply_fn(variables, batch["x"], train=False)
         if isinstance(logits, tuple):  # an adapter that returns (logits, state)
             logits = logits[0]

@@ -18,6 +18,7 @@ from tests.optimizers import (
     specs_schedule_free_prodigy,
     specs_sign_family,
     specs_trust_ratio,
+    specs_wrappers,
 )
 
 LECTURE_SPECS = [
@@ -94,6 +95,7 @@ SHELF_SPECS = [
     *specs_matrix.SPECS,
     *specs_schedule_free_prodigy.SPECS,
     *specs_trust_ratio.SPECS,
+    *specs_wrappers.SPECS,
 ]
 
 SPECS = LECTURE_SPECS + SHELF_SPECS
