@@ -143,7 +143,7 @@ def _compiled_runner(fun: Callable, method: str, options: tuple, custom_tx, max_
                 x = optax.apply_updates(x, step)
                 used = state.evaluations - before - 1  # the +1 below is already counted
             else:
-                updates, state = tx.update(g, state, x, value=f)
+                updates, state = tx.update(g, state, x, value=f, obj_fn=fun)  # SAM, Sophia
                 x = optax.apply_updates(x, updates)
                 used = jnp.zeros([], jnp.int32)
             if method == "lbfgs":

@@ -198,3 +198,11 @@ def test_a_failed_line_search_and_a_non_finite_f_stop_the_run():
     got = optlab.minimize(lambda x: jnp.sum(jnp.log(x)), jnp.array([1.0]), "sgd", learning_rate=2)
     assert not got.converged and got.status == optlab._minimize.NONFINITE
     assert got.iterations == 1 and "not finite" in got.message
+
+
+def test_minimize_hands_the_objective_to_optimizers_that_need_it():
+    # Sophia's Hessian-vector products need obj_fn: minimize passes `fun` (optax's name).
+    result = optlab.minimize(
+        lambda x: jnp.sum((x - 1.0) ** 2), jnp.zeros(3), "sophia", learning_rate=0.05
+    )
+    assert result.value < 1e-5

@@ -58,6 +58,7 @@ from optlab.optimizers._registry import (
 )
 from optlab.optimizers._rmsprop import RmspropState, rmsprop, scale_by_rmsprop
 from optlab.optimizers._rprop import ScaleByRpropState, rprop, scale_by_rprop
+from optlab.optimizers._sam import SAMState, sam
 from optlab.optimizers._schedule_free import (
     ScheduleFreeState,
     schedule_free_adamw,
@@ -72,6 +73,13 @@ from optlab.optimizers._soap import (
     SoapStepState,
     scale_by_soap,
     soap,
+)
+from optlab.optimizers._sophia import (
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+    sophia,
 )
 from optlab.optimizers._state_dtype import with_state_dtype
 from optlab.optimizers._trust_ratio import (
@@ -104,6 +112,7 @@ __all__ = [
     "EmaParamsState",
     "FactoredState",
     "HeavyBallState",
+    "HutchinsonState",
     "LbfgsState",
     "LookaheadState",
     "MuonDimensionNumbers",
@@ -113,6 +122,7 @@ __all__ = [
     "OptimizerEntry",
     "ProdigyState",
     "RmspropState",
+    "SAMState",
     "ScaleByAdaDeltaState",
     "ScaleByAdamState",
     "ScaleByAdanState",
@@ -131,6 +141,7 @@ __all__ = [
     "SoapPreconditioner",
     "SoapState",
     "SoapStepState",
+    "SophiaState",
     "VelocityState",
     "adabelief",
     "adadelta",
@@ -147,6 +158,7 @@ __all__ = [
     "ema_params",
     "evaluation_point",
     "get_optimizer",
+    "hutchinson_estimator_diag_hessian",
     "lamb",
     "lars",
     "lbfgs",
@@ -166,6 +178,7 @@ __all__ = [
     "radam",
     "rmsprop",
     "rprop",
+    "sam",
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
@@ -191,6 +204,7 @@ __all__ = [
     "scale_by_rprop",
     "scale_by_shampoo",
     "scale_by_soap",
+    "scale_by_sophia",
     "scale_by_trust_ratio",
     "scale_by_velocity",
     "scale_by_yogi",
@@ -201,6 +215,7 @@ __all__ = [
     "shampoo",
     "skip_spikes",
     "soap",
+    "sophia",
     "with_state_dtype",
     "yogi",
 ]

@@ -38,6 +38,7 @@ from optlab.optimizers._schedule_free import schedule_free_adamw, schedule_free_
 from optlab.optimizers._sgd import sgd
 from optlab.optimizers._shampoo import shampoo
 from optlab.optimizers._soap import soap
+from optlab.optimizers._sophia import sophia
 from optlab.optimizers._trust_ratio import lamb, lars
 from optlab.optimizers._yogi import yogi
 
@@ -206,6 +207,13 @@ OPTIMIZERS: Mapping[str, OptimizerEntry] = MappingProxyType(
                 soap,
                 "SOAP, Adam in Shampoo's eigenbasis (Vyas et al. 2024)",
                 DemoForm("soap", 0.02),
+            ),
+            # Sophia's update needs obj_fn (the trainer passes it; the demo does not).
+            _entry(
+                "sophia",
+                sophia,
+                "Sophia-H, clipped steps preconditioned by a Hutchinson Hessian-diagonal EMA "
+                "(Liu et al. 2023; update needs obj_fn)",
             ),
             _entry(
                 "schedule_free_sgd",

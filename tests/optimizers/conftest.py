@@ -14,7 +14,7 @@ SHELF = {
     f"test_{name}.py"
     for name in (
         "adabelief adadelta adafactor adamax amsgrad radam lion adopt ademamix adan yogi "
-        "rprop novograd lars lamb muon shampoo soap schedule_free prodigy like_existing"
+        "rprop novograd lars lamb muon shampoo soap schedule_free prodigy like_existing sam sophia"
     ).split()
 }
 

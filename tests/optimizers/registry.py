@@ -15,6 +15,7 @@ from tests.optimizers import (
     specs_matrix,
     specs_muon,
     specs_rprop_novograd,
+    specs_sam_sophia,
     specs_schedule_free_prodigy,
     specs_sign_family,
     specs_trust_ratio,
@@ -96,6 +97,7 @@ SHELF_SPECS = [
     *specs_schedule_free_prodigy.SPECS,
     *specs_trust_ratio.SPECS,
     *specs_wrappers.SPECS,
+    *specs_sam_sophia.SPECS,
 ]
 
 SPECS = LECTURE_SPECS + SHELF_SPECS
