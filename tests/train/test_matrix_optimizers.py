@@ -26,6 +26,7 @@ def _params(model, shape):
     return model.init(jax.random.key(0), jnp.zeros((1, *shape)))["params"]
 
 
+@pytest.mark.slow  # a model's init or a training run
 def test_matrix_axes_of_the_built_in_models():
     mlp = _params(MLP(10, (8, 8)), (5,))
     assert matrix_axes(MLP(10, (8, 8)), mlp) == {
@@ -48,6 +49,7 @@ def test_matrix_axes_of_the_built_in_models():
     assert matrix_axes(object(), mlp) is None  # not a built-in model: Muon's own rule
 
 
+@pytest.mark.slow  # a model's init or a training run
 def test_cnn_kernels_step_along_the_orthogonalized_im2col_matrix(tmp_path, capsys):
     run = loop.run(_cfg(tmp_path, "--model", "cnn", "--steps", "3"), progress=False)
     err = capsys.readouterr().err
@@ -67,6 +69,7 @@ def test_cnn_kernels_step_along_the_orthogonalized_im2col_matrix(tmp_path, capsy
     assert 0.6 < s.min() and s.max() < 1.25
 
 
+@pytest.mark.slow  # a model's init or a training run
 def test_train_with_muon_learns_and_resumes_exactly(tmp_path):
     first = loop.run(_cfg(tmp_path, "--steps", "60", "--checkpoint-every", "30"), progress=False)
     assert first.summary["test_accuracy"] > 0.8
@@ -75,6 +78,7 @@ def test_train_with_muon_learns_and_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow  # a model's init or a training run
 def test_adam_paths_override_the_assignment(tmp_path, capsys):
     loop.run(
         _cfg(tmp_path, "--steps", "2", "--opt-arg", 'adam_paths=["^Dense_0/"]'), progress=False

@@ -133,6 +133,7 @@ def test_wrapped_optimizers_train_evaluate_at_their_point_and_resume_exactly(tmp
     assert resumed.summary["test_accuracy"] == first.summary["test_accuracy"]
 
 
+@pytest.mark.slow  # a training run
 def test_skip_spikes_count_is_a_metric(tmp_path):
     import json
 
