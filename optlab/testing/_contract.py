@@ -41,7 +41,10 @@ class OptimizerSpec:
         scaling, where a schedule also scales the decay by η_t = α_t/α_0 and an injected
         rate (a constant to the inner optimizer) does not.
       moves_at_rest: whether the form moves θ with a zero gradient from a zero state
-        (decoupled weight decay on by default: AdamW, Lion).
+        (decoupled weight decay on by default: AdamW, Lion; optax's Yogi starts m, v at 1e-6).
+      finite_at_zero: False where the form's formula is 0/0 for an all-zero gradient
+        (optax's Prodigy: its d estimate divides by ‖s‖₁ = 0); the property tests then
+        assert that documented NaN instead of finiteness.
     """
 
     name: str
@@ -52,6 +55,7 @@ class OptimizerSpec:
     complex_ok: bool = True
     schedule_equivalent: bool = True
     moves_at_rest: bool = False
+    finite_at_zero: bool = True
 
     def __repr__(self) -> str:
         return self.name

@@ -10,7 +10,11 @@ SPECS = [
     OptimizerSpec("adabelief", lambda learning_rate: adabelief(learning_rate), 1e-1, 1e-2),
     OptimizerSpec("yogi", lambda learning_rate: yogi(learning_rate), 1e-1, 1e-2),
     OptimizerSpec(
-        "yogi_optax", lambda learning_rate: yogi(learning_rate, like="optax"), 1e-1, 1e-2
+        "yogi_optax",
+        lambda learning_rate: yogi(learning_rate, like="optax"),
+        1e-1,
+        1e-2,
+        moves_at_rest=True,  # optax starts m and v at 1e-6: m̂/√v̂ ≠ 0 with g = 0
     ),
     # ADADELTA starts with steps of ~√(ε/(1 − ρ)) and, on Rosenbrock, hovers at a distance
     # from (1, 1) that grows with α: a small α and twice the default steps.

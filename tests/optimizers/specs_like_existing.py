@@ -58,5 +58,6 @@ SPECS = [
         lambda learning_rate: optlab.adamw(learning_rate, weight_decay=1e-4, like="torch"),
         1e-1,
         1e-2,
+        moves_at_rest=True,  # decoupled weight decay
     ),
 ]
