@@ -1,12 +1,14 @@
 """The test tiers of the optimizer shelf (the optimizers from the papers since the
 lectures, issue 13).
 
-In the quick tier (``pytest``) a shelf file runs its first test's first case: the paper's
-algorithm box against its NumPy reference, so every optimizer is exercised once. Everything
-else in those files (the other cases, the library forms' parity, the facts, bad input)
-is marked ``slow`` and runs in the full tier (``pytest -m ""``), which CI runs. The
-lectures' optimizers keep every test in the quick tier.
+The shelf's test files and the lectures' optimizers' ``like=`` formula and parity tests are
+marked ``slow``: they run in the full tier (``pytest -m ""``), which CI runs, so that the
+quick tier (``pytest``) stays under its 5-minute budget on 2 cores. The quick tier still
+builds every registered optimizer (``test_registry.py``) and runs the lectures' optimizers'
+own tests and contract suite.
 """
+
+import re
 
 import pytest
 
@@ -20,12 +22,17 @@ SHELF = {
 }
 
 
+LIKE_FORMS = re.compile(
+    r"test_((optax|torch|library)_formula|formula_like|parity_(optax|torch)_like)"
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before the -m selection reads the marks
 def pytest_collection_modifyitems(config, items):
-    seen = set()
     for item in items:
-        if item.path.name not in SHELF:
-            continue
-        if item.path.name in seen:
+        shelf = item.path.name in SHELF
+        like_form = item.path.parent.name == "optimizers" and LIKE_FORMS.fullmatch(
+            getattr(item, "originalname", "")
+        )
+        if shelf or like_form:
             item.add_marker(pytest.mark.slow)
-        seen.add(item.path.name)
