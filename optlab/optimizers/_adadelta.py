@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -16,6 +15,7 @@ from optlab.optimizers._base import (
     abs_sq,
     check_like,
     init_count,
+    is_zero,
     learning_rate_at,
     next_count,
     scalar_like,
@@ -112,10 +112,6 @@ def _decay_flags(mask: MaskOrFn, params: Any) -> Any:
     return jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: flag, sub), flags, params)
 
 
-def _is_zero(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
-
-
 def _add_decayed_weights(
     weight_decay: ScalarOrSchedule = 0.0, mask: MaskOrFn = None
 ) -> optax.GradientTransformationExtraArgs:
@@ -132,7 +128,7 @@ def _add_decayed_weights(
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         new_state = AddDecayedWeightsState(count=next_count(state.count))
-        if _is_zero(weight_decay):
+        if is_zero(weight_decay):
             return updates, new_state
         if params is None:
             raise ValueError("adadelta: `update` needs `params` for the weight decay term.")

@@ -132,7 +132,8 @@ def unzip(like_tree: Any, tree_of_tuples: Any, n: int) -> tuple[Any, ...]:
     return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))
 
 
-def _is_zero(value: Any) -> bool:
+def is_zero(value: Any) -> bool:
+    """A concrete Python/NumPy 0 (never a traced value): the term can be left out."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
 
 
@@ -178,7 +179,7 @@ def decoupled_decay(
         del extra_args
         alpha = learning_rate_at(learning_rate, state.count)
         new_state = DecoupledDecayState(count=next_count(state.count))
-        if _is_zero(weight_decay):
+        if is_zero(weight_decay):
             return jax.tree.map(lambda d: -(scalar_like(alpha, d) * d), updates), new_state
         if params is None:
             raise ValueError(f"{owner}: `update` needs `params` for the weight decay term.")
@@ -195,3 +196,18 @@ def decoupled_decay(
         return jax.tree.map(step, updates, params, _decay_flags(mask, params)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def real_dtype(dtype: Any) -> Any:
+    """float32 for complex64 (|g|² is real), the dtype itself otherwise."""
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def scalar_dtype(params: Any) -> Any:
+    """The dtype of an optimizer's scalar state (sums, step-size estimates): the widest real
+    dtype of the params, at least float32 (bfloat16 params keep float32 scalars)."""
+    dtype = jnp.dtype(jnp.float32)
+    for leaf in jax.tree.leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            dtype = jnp.promote_types(dtype, real_dtype(leaf.dtype))
+    return dtype

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +14,7 @@ from optlab.optimizers._base import (
     abs_sq,
     check_like,
     init_count,
+    is_zero,
     learning_rate_at,
     moment_zeros,
     next_count,
@@ -45,10 +45,6 @@ def check_novograd_hyperparams(b1, b2, eps, eps_root, weight_decay) -> None:
     _validation.check_non_negative(owner, "eps_root", eps_root, "Use 0.0 unless meta-learning.")
     if not callable(weight_decay):
         _validation.check_non_negative(owner, "weight_decay", weight_decay, "Use e.g. 1e-3.")
-
-
-def _is_zero(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
 
 
 def scale_by_novograd(
@@ -113,7 +109,7 @@ def scale_by_novograd(
         del extra_args
         first = state.count == 0
         d = None
-        if not _is_zero(weight_decay):
+        if not is_zero(weight_decay):
             if params is None:
                 raise ValueError("novograd: `update` needs `params` for the weight decay term.")
             d = learning_rate_at(weight_decay, state.count)

@@ -16,6 +16,8 @@ from optlab.optimizers._base import (
     init_count,
     learning_rate_at,
     next_count,
+    real_dtype,
+    scalar_dtype,
     scalar_like,
     unzip,
 )
@@ -37,19 +39,6 @@ class ProdigyState(NamedTuple):
     count: jax.Array
 
 
-def _real_dtype(dtype: Any) -> Any:
-    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
-
-
-def _scalar_dtype(params: Any) -> Any:
-    """d and r: the widest real dtype of the params, at least float32."""
-    dtype = jnp.dtype(jnp.float32)
-    for leaf in jax.tree.leaves(params):
-        if jnp.issubdtype(leaf.dtype, jnp.inexact):
-            dtype = jnp.promote_types(dtype, _real_dtype(leaf.dtype))
-    return dtype
-
-
 def _real_inner(a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:
     """⟨a, b⟩ = Re Σ conj(a)·b, accumulated in ``dtype`` (the real inner product of ℂⁿ ≅ ℝ²ⁿ)."""
     a, b = a.astype(jnp.promote_types(a.dtype, dtype)), b.astype(jnp.promote_types(b.dtype, dtype))
@@ -66,7 +55,7 @@ def _tree_l1(tree: Any, dtype: Any) -> jax.Array:
     """‖s‖_1 = Σ|s_i| over all the leaves (moduli for complex), accumulated in ``dtype``."""
     total = jnp.zeros([], dtype)
     for x in jax.tree.leaves(tree):
-        total = total + jnp.sum(jnp.abs(x).astype(jnp.promote_types(_real_dtype(x.dtype), dtype)))
+        total = total + jnp.sum(jnp.abs(x).astype(jnp.promote_types(real_dtype(x.dtype), dtype)))
     return total.astype(dtype)
 
 
@@ -184,11 +173,11 @@ def prodigy(
     b3 = beta2**0.5 if beta3 is None else beta3
 
     def init_fn(params):
-        dtype = _scalar_dtype(params)
+        dtype = scalar_dtype(params)
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, p.dtype), params)
         return ProdigyState(
             exp_avg=zeros,
-            exp_avg_sq=jax.tree.map(lambda p: jnp.zeros(p.shape, _real_dtype(p.dtype)), params),
+            exp_avg_sq=jax.tree.map(lambda p: jnp.zeros(p.shape, real_dtype(p.dtype)), params),
             grad_sum=zeros,
             params0=jax.tree.map(lambda p: jnp.array(p, copy=True), params),
             estim_lr=jnp.asarray(estim_lr0, dtype),

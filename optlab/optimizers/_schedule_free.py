@@ -22,6 +22,8 @@ from optlab.optimizers._base import (
     abs_sq,
     check_like,
     learning_rate_at,
+    real_dtype,
+    scalar_dtype,
     scalar_like,
     unzip,
 )
@@ -46,21 +48,6 @@ class ScheduleFreeState(NamedTuple):
     def evaluation_point(self, params: Any) -> Any:
         """x = (y − (1 − β)·z)/β for the held params y: where to evaluate and export."""
         return _eval_point(self, params)
-
-
-def _real_dtype(dtype: Any) -> Any:
-    """float32 for complex64 (|g|² is real), the dtype itself otherwise."""
-    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
-
-
-def _scalar_dtype(params: Any) -> Any:
-    """The dtype of the scalar state: the widest real dtype of the params, at least float32
-    (bfloat16 params keep a float32 weight sum, so that c_{t+1} = w_t/W_t stays accurate)."""
-    dtype = jnp.dtype(jnp.float32)
-    for leaf in jax.tree.leaves(params):
-        if jnp.issubdtype(leaf.dtype, jnp.inexact):
-            dtype = jnp.promote_types(dtype, _real_dtype(leaf.dtype))
-    return dtype
 
 
 def _is_schedule_free_state(x: Any) -> bool:
@@ -180,7 +167,7 @@ def _schedule_free(
     base_init, direction, bias_factor = base
 
     def init_fn(params):
-        dtype = _scalar_dtype(params)
+        dtype = scalar_dtype(params)
         z = params if state_dtype is None else optax.tree.cast(params, state_dtype)
         z = jax.tree.map(lambda p: jnp.array(p, copy=True), z)
         return ScheduleFreeState(
@@ -479,7 +466,7 @@ def schedule_free_adamw(
 
     def base_init(params):
         return optax.ScaleByRmsState(
-            nu=jax.tree.map(lambda p: jnp.zeros(p.shape, _real_dtype(p.dtype)), params)
+            nu=jax.tree.map(lambda p: jnp.zeros(p.shape, real_dtype(p.dtype)), params)
         )
 
     def direction(grads, params, base_state, t):
