@@ -5,9 +5,7 @@ before anything is written to disk."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,14 +16,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
-from optlab._param_groups import param_paths
 from optlab.data import BatchIterator, load_dataset, wrap_iterator
 from optlab.data.augment import augment
 from optlab.errors import MissingExtraError
-from optlab.models import LayeredModel, Transformer, create_model, matrix_axes
+from optlab.models import LayeredModel, Transformer, create_model
 from optlab.models.adapters import as_apply
-from optlab.optimizers import muon as optlab_muon
-from optlab.optimizers import muon_labels
 from optlab.parallel import (
     STRATEGIES,
     make_mesh,
@@ -33,6 +28,7 @@ from optlab.parallel import (
     param_specs,
     shardings,
 )
+from optlab.train.matrices import model_matrices
 from optlab.train.pmap_step import PmapAdapter, check_pmap, make_pmap_step, sync_batchnorm
 from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
@@ -101,36 +97,6 @@ def _err(msg: str) -> config_lib.ConfigError:
 def _layered(model: Any) -> bool:
     """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
     return isinstance(model, LayeredModel)
-
-
-def _takes_matrices(factory: Any) -> bool:
-    """Whether the optimizer is told which parameters are matrices (Muon)."""
-    try:
-        return config_lib.MATRIX_ARGUMENT in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _assignment(params: Any, labels: Any, shown: int = 6) -> str:
-    """One line: which parameters Muon updates and which go to AdamW."""
-    groups: dict[str, list[str]] = {"muon": [], "adam": []}
-    for path, leaf, label in zip(
-        jax.tree.leaves(param_paths(params)),
-        jax.tree.leaves(params),
-        jax.tree.leaves(labels),
-        strict=True,
-    ):
-        groups[label].append(f"{path} {'x'.join(map(str, leaf.shape)) or 'scalar'}")
-
-    def listed(items):
-        more = f", ... ({len(items)} in all)" if len(items) > shown else ""
-        return ", ".join(items[:shown]) + more if items else "none"
-
-    return (
-        f"optlab: muon on {len(groups['muon'])} matrices: {listed(groups['muon'])}; "
-        f"adamw on {len(groups['adam'])}: {listed(groups['adam'])} "
-        "(change with optimizer.args adam_paths or muon_weight_dimension_numbers)"
-    )
 
 
 def _rematerialized(model: Any, what: str) -> Any:
@@ -279,27 +245,8 @@ def build_setup(
         except TypeError as err:
             raise _err(str(err)) from err
     sample = jnp.zeros((1, *dataset.input_shape), jnp.float32)
-    matrices = None
-    factory = config_lib.resolve_optimizer(cfg.optimizer.optimizer)
-    if _takes_matrices(factory):
-        if given_variables is not None:
-            abstract_params = given_variables["params"]
-        else:
-            key = jax.random.PRNGKey(0)
-            abstract_params = jax.eval_shape(
-                lambda: model.init({"params": key, "dropout": key}, sample, train=False)
-            )["params"]
-            matrices = matrix_axes(model, abstract_params)
+    matrices = model_matrices(cfg.optimizer, model, given_variables, sample)
     tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total, matrices=matrices)
-    if factory is optlab_muon and jax.process_index() == 0:
-        args = dict(cfg.optimizer.args)
-        dims = args.get(config_lib.MATRIX_ARGUMENT)
-        if dims is None and matrices is not None:
-            dims = config_lib.matrix_dimension_numbers(matrices)
-        labels = muon_labels(
-            abstract_params, dims, adam_paths=args.get("adam_paths", ()), like=args.get("like")
-        )
-        print(_assignment(abstract_params, labels), file=sys.stderr)
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
     augment_fn = None
