@@ -1,11 +1,18 @@
 """The flags shared by several commands, defined once: the run-config flags of ``train``,
-``doctor``, ``lr-find`` and ``sweep`` (read back by ``config_from_args``) and ``--model-arg``.
+``doctor``, ``lr-find`` and ``sweep`` (read back by ``config_from_args``), ``--model-arg``,
+and ``--optimizer``/``--allow-imports`` of the commands that read a run folder.
+
+The security rule: a config file (``--config``) and a run folder's ``config.json`` are data.
+An import path (``--optimizer package.module:function``) imports, and so runs, that module's
+code; it is honoured when typed on the command line, and from a file only with
+``--allow-imports``. A flag's value overrides the file's and is the user's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import re
 from typing import Any
 
@@ -61,11 +68,17 @@ FLAG_OF = {
     for flag, (section, field) in {**FIELDS, **OTHER_FIELDS}.items()
 }
 _FIELD_NAME = re.compile(r"\b(?:data|model|optimizer|train)\.[a-z_]+\b")
+# A message about a file's content begins with the file's name: "--config cfg.yaml: ..."
+_ABOUT_A_FILE = re.compile(r"^(?:--config )?.*?\.(?:json|ya?ml): ", re.IGNORECASE)
 
 
 def to_flags(message: str) -> str:
     """A message of the Python API, which names config fields (``data.batch_size``), as
-    the command line says it: with the flags (``--batch-size``)."""
+    the command line says it: with the flags (``--batch-size``). A message about a config
+    file's content (it begins with the file's name) keeps the field names: they are what
+    the file says."""
+    if _ABOUT_A_FILE.match(message):
+        return message
     return _FIELD_NAME.sub(lambda m: FLAG_OF.get(m.group(0), m.group(0)), message)
 
 
@@ -74,6 +87,7 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
     ``train``, ``doctor``, ``lr-find`` and ``sweep``."""
     a = p.add_argument
     a("--config", help="a JSON or YAML run config (data only); flags override it")
+    add_allow_imports(p)
     a("--out", help="run folder (default runs/default); run again to resume it")
     a(
         "--dataset",
@@ -185,6 +199,17 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_allow_imports(parser: argparse.ArgumentParser, what: str = "--config") -> None:
+    """``--allow-imports``: the opt-in that lets a file's import path import its module."""
+    parser.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help=f"let {what} name an optimizer as package.module:function and import it, which "
+        "runs that module's code: only for a file you trust (an import path typed as "
+        "--optimizer needs no opt-in)",
+    )
+
+
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
     """``--model-arg KEY=VALUE`` (repeatable), shared by train, summary and plan."""
     parser.add_argument(
@@ -196,8 +221,12 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
 def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` as a dict, each value JSON when it parses (numbers, lists), else text."""
+    """``["k=v", ...]`` as a dict, each value JSON when it parses (numbers, lists), a number
+    when it reads as one (``.9``, ``5.``, ``+1``, which JSON lacks), else text."""
     out = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -206,14 +235,49 @@ def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
-            out[key] = raw
+            text = raw.strip()
+            if not _NUMBER.fullmatch(text):
+                out[key] = raw
+            else:
+                out[key] = int(text) if text.lstrip("+-").isdigit() else float(text)
     return out
+
+
+def output_folder(raw: str | None, default: str) -> pathlib.Path:
+    """``--out`` of a command that writes tables and plots (sweep, lr-find), checked before
+    the work (nothing written), so that a bad folder is one line at once, not a traceback at
+    the end: not ``""``, not a file, not below a file, not on a read-only filesystem."""
+    import os
+
+    if raw is not None and not raw.strip():
+        raise ConfigError(f"--out must name a folder, got {raw!r}; e.g. --out {default}")
+    out = pathlib.Path(raw or default)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file, not a folder; choose a folder")
+    for parent in (out, *out.absolute().parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out: {parent} is a file, so {out} cannot be a folder")
+            if not os.access(parent, os.W_OK):
+                raise ConfigError(f"--out: cannot write to {parent}; choose a writable folder")
+            break
+    return out
+
+
+def make_folder(out: pathlib.Path) -> None:
+    """Creates ``output_folder``'s folder, or one line naming it and the cause."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        cause = err.strerror or str(err)
+        raise ConfigError(f"--out: cannot create {out} ({cause}); choose another folder") from None
 
 
 def import_from_cwd() -> None:
     """``--optimizer mymodule:fn``: let the import find ``mymodule.py`` in the current
     directory, after the installed packages (appended last to ``sys.path``). Only that
-    flag, typed by the user, does this; an import path in a config file does not."""
+    flag, typed by the user, does this, or a config file loaded with ``--allow-imports``;
+    an import path in any other file is refused before this."""
     import os
     import sys
 
@@ -223,16 +287,30 @@ def import_from_cwd() -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
-    cfg = config_lib.RunConfig.from_file(args.config) if args.config else config_lib.RunConfig()
-    if args.optimizer and ":" in args.optimizer:
-        import_from_cwd()
+    """The RunConfig the flags describe: ``--config``'s file, then each flag over it.
+
+    The file is data: an import path in it is refused (one line, nothing imported) unless
+    ``--allow-imports``, or ``--optimizer`` replaces it. Every value is type-checked."""
+    if args.config:
+        raw = config_lib.read_config_file(args.config)
+        where = f"--config {args.config}"
+        section = raw.get("optimizer")
+        if args.optimizer is not None and isinstance(section, dict):
+            raw = {**raw, "optimizer": {**section, "optimizer": args.optimizer}}  # the flag's
+        allowed = getattr(args, "allow_imports", False)
+        config_lib.check_imports(raw, where, allow_imports=allowed)
+        cfg = config_lib.RunConfig.from_dict(raw, source=where)
+    else:
+        cfg = config_lib.RunConfig()
+    if config_lib.is_import_path(args.optimizer or cfg.optimizer.optimizer):
+        import_from_cwd()  # typed by the user, or a file they vouched for
     for flag, (section, field) in FIELDS.items():
         value = getattr(args, flag)
         if value is not None:
             setattr(getattr(cfg, section), field, value)
     if args.steps is not None and args.epochs is None:
         cfg.train.epochs = None
-    if args.out:
+    if args.out is not None:
         cfg.out = args.out
     if args.augment:
         cfg.data.augment = list(args.augment)
@@ -271,4 +349,5 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
             raise ConfigError("--momentum-form needs --optimizer momentum")
         opt_args["form"] = args.momentum_form
     cfg.optimizer.args.update(opt_args)
+    cfg.validate()
     return cfg

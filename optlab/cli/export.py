@@ -1,9 +1,16 @@
-"""``optlab export``: a trained run as a serialized ``jax.export`` artifact."""
+"""``optlab export``: a trained run as a serialized ``jax.export`` artifact.
+
+A run folder may come from anyone: its ``config.json`` is data. A run made with
+``--optimizer package.module:function`` is exported only when that flag is given again (the
+same value) or ``--allow-imports``; otherwise one line, exit 2, nothing imported.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from optlab.cli._flags import add_allow_imports, import_from_cwd
 
 _LOADING = """\
 The artifact takes RAW dataset rows and applies the whole preprocessing of training itself
@@ -52,13 +59,31 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--batch", type=int, help="a fixed batch size (default: symbolic, any batch size)"
     )
+    p.add_argument(
+        "--optimizer",
+        metavar="MODULE:FUNCTION",
+        help="a run made with --optimizer package.module:function: that value again, to "
+        "import it (checked against the run's config.json)",
+    )
+    add_allow_imports(p, "the run's config.json")
 
 
 def run(args: argparse.Namespace) -> int:
+    from optlab.config import RunConfig, is_import_path
     from optlab.train.export import export_run
 
+    # Refuses an import path the user did not vouch for, before anything imports it.
+    RunConfig.from_run_folder(args.run, allow_imports=args.allow_imports, optimizer=args.optimizer)
+    if is_import_path(args.optimizer):
+        import_from_cwd()
     path = export_run(
-        args.run, dest=args.dest, dtype=args.dtype, platforms=args.platforms, batch=args.batch
+        args.run,
+        dest=args.dest,
+        dtype=args.dtype,
+        platforms=args.platforms,
+        batch=args.batch,
+        allow_imports=args.allow_imports,
+        optimizer=args.optimizer,
     )
     print(f"optlab: exported {args.run} ({args.dtype}, {args.platforms}) to {path}")
     print(f"optlab: metadata in {path.parent / 'model.json'}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 from typing import Any
 
 from optlab.errors import ConfigError
@@ -37,11 +36,11 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optlab.cli._flags import config_from_args
+    from optlab.cli._flags import config_from_args, make_folder, output_folder
     from optlab.lab import lr_find, plot_lr_find
 
     cfg = config_from_args(args)
-    out = pathlib.Path(args.out or "runs/lr_find")
+    out = output_folder(args.out, "runs/lr_find")
     try:
         result = lr_find(
             cfg,
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except ValueError as err:  # the test's own arguments: --min-lr, --max-lr, ...
         raise ConfigError(str(err)) from err
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     result.to_csv(out / "lr_find.csv")
     plot_lr_find(result, out / "lr_find.png")
     lrs = result.learning_rates

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from optlab import config as config_lib
-from optlab.cli._flags import add_model_arg, parse_pairs
+from optlab.cli._flags import add_model_arg, import_from_cwd, parse_pairs
 from optlab.errors import ConfigError, MissingExtraError
 from optlab.parallel import STRATEGIES
 
@@ -28,7 +28,11 @@ def add_parser(commands: Any) -> None:
     a("--dataset", default="digits", help="gives the input shape and classes (default digits)")
     a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
     add_model_arg(p)
-    a("--optimizer", default="adam", help="as `optlab train --optimizer` (default adam)")
+    a(
+        "--optimizer",
+        default="adam",
+        help="as `optlab train --optimizer` (default adam; package.module:function imports it)",
+    )
     a("--mesh", help="the mesh, e.g. data=4,model=2 or data=-1 (default: one device)")
     a(
         "--devices",
@@ -99,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     cfg.model.model, cfg.data.dataset, cfg.data.data_dir = args.model, args.dataset, args.data_dir
     cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
     cfg.optimizer.optimizer = args.optimizer
+    if config_lib.is_import_path(args.optimizer):
+        import_from_cwd()  # typed by the user: their own module may live here
     params = abstract_params(cfg)
     tx, _ = config_lib.build_optimizer(cfg.optimizer, total_steps=1)
     note = ""

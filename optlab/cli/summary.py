@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 from typing import Any
 
 from optlab import config as config_lib
-from optlab.cli._flags import add_model_arg, parse_pairs
+from optlab.cli._flags import add_allow_imports, add_model_arg, import_from_cwd, parse_pairs
 from optlab.errors import ConfigError
 
 _MODEL_FLAGS = ("model", "dataset", "data_dir", "activation", "init")
@@ -24,6 +22,13 @@ def add_parser(commands: Any) -> None:
     )
     a = p.add_argument
     a("--run", help="summarize this run folder's model (its config.json)")
+    a(
+        "--optimizer",
+        metavar="MODULE:FUNCTION",
+        help="with --run, for a run made with --optimizer package.module:function: that value "
+        "again, to import it (checked against the run's config.json)",
+    )
+    add_allow_imports(p, "--run's config.json")
     a("--model", help="mlp (default), cnn or transformer")
     a("--dataset", help="gives the input shape and classes (default digits)")
     a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
@@ -46,10 +51,15 @@ def summary_config(args: argparse.Namespace) -> config_lib.RunConfig:
                 f"--run: cannot be combined with {', '.join(given)}; the run's config.json "
                 "fixes the model (drop --run to try other settings)"
             )
-        path = pathlib.Path(args.run) / "config.json"
-        if not path.is_file():
-            raise ConfigError(f"--run: {args.run} holds no run (no config.json)")
-        return config_lib.RunConfig.from_dict(json.loads(path.read_text()))
+        # The folder's config is data: an import path in it needs the user's word.
+        cfg = config_lib.RunConfig.from_run_folder(
+            args.run, allow_imports=args.allow_imports, optimizer=args.optimizer
+        )
+        if config_lib.is_import_path(args.optimizer):
+            import_from_cwd()
+        return cfg
+    if args.optimizer is not None or args.allow_imports:
+        raise ConfigError("--optimizer and --allow-imports go with --run (a run's optimizer)")
     cfg = config_lib.RunConfig()
     for flag in _MODEL_FLAGS:
         value = getattr(args, flag)

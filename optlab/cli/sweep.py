@@ -142,7 +142,7 @@ def _write(result: Any, out: pathlib.Path, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optlab.cli._flags import config_from_args
+    from optlab.cli._flags import config_from_args, make_folder, output_folder
     from optlab.lab import refine, sweep
 
     if args.host_devices is not None:
@@ -150,14 +150,14 @@ def run(args: argparse.Namespace) -> int:
     grid = _grid(args)
     seeds = _seeds(args.seeds)
     cfg = config_from_args(args)
-    out = pathlib.Path(args.out or "runs/sweep")
     if args.refine and (args.refine_points < 1 or not args.refine_factor > 1):
         raise ConfigError("--refine-points must be >= 1 and --refine-factor > 1")
+    out = output_folder(args.out, "runs/sweep")
     result = sweep(cfg, grid, seeds=seeds, folds=args.folds)
     print(result.format())
     print(f"({result.seconds:.1f} s on {result.devices} device(s))")
     _hint_host_devices(result.devices)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     _write(result, out, "sweep")
     if args.refine:
         try:

@@ -23,13 +23,59 @@ OPTIMIZERS = optlab.OPTIMIZERS
 SCHEDULES = schedules.SCHEDULES
 
 
+_NUMBERS = {"int", "float"}
+
+
+def _takes(param: inspect.Parameter) -> str | None:
+    """ "number" or "bool" when the parameter's default (or, without one, its annotation:
+    ``float``, ``int | None``) says it takes one; None when it does not say."""
+    default = param.default
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int | float):
+        return "number"
+    if default is not inspect.Parameter.empty and default is not None:
+        return None
+    note = param.annotation
+    text = note if isinstance(note, str) else getattr(note, "__name__", str(note))
+    parts = {part.strip() for part in text.split("|")} - {"None"}
+    return "number" if parts and parts <= _NUMBERS else None
+
+
+def _check_types(owner: str, flag: str, params: dict, extra: dict) -> None:
+    """Refuses text (or true/false) where the factory's parameter takes a number, and text
+    where it takes true/false: ``--opt-arg b1=abc`` is a mistake to name now, not a string
+    to hand to the optimizer, which would fail at the first step (or never)."""
+    for key, value in extra.items():
+        if key not in params:
+            continue
+        takes = _takes(params[key])
+        if takes == "number" and isinstance(value, str | bool):
+            default = params[key].default
+            example = default if isinstance(default, int | float) else 1
+            what = "text" if isinstance(value, str) else "true/false"
+            raise ConfigError(
+                f"{flag}: {owner}'s {key} takes a number, got {value!r} ({what}); e.g. "
+                f"{key}={example}"
+            )
+        if takes == "bool" and isinstance(value, str):
+            raise ConfigError(
+                f"{flag}: {owner}'s {key} takes true or false, got {value!r} (text); e.g. "
+                f"{key}={str(params[key].default).lower()}"
+            )
+
+
 def _call_with(owner: str, flag: str, fn, positional: dict, extra: dict):
+    """``fn(**positional, **extra)``, the user's ``extra`` checked against ``fn``'s
+    signature first: unknown names and text where a number is due are ``ConfigError``s
+    naming ``flag`` (a config field, shown as its flag on the command line) and the key."""
     params = inspect.signature(fn).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in extra if k not in params and not accepts_any]
     if unknown:
         known = [k for k in params if k not in positional]
         raise ConfigError(f"{flag}: {owner} has no argument(s) {unknown}; it takes {known}")
+    _check_types(owner, flag, params, extra)
     try:
         return fn(**positional, **extra)
     except TypeError as err:
@@ -68,13 +114,20 @@ def build_schedule(cfg: OptimizerConfig, total_steps: int):
         )
     try:
         return _call_with(cfg.schedule, "optimizer.schedule_args", fn, positional, args)
+    except ConfigError:
+        raise
     except ValueError as err:
         raise ConfigError(f"optimizer.schedule {cfg.schedule}: {err}") from err
 
 
 def resolve_optimizer(name: Any) -> Any:
     """The factory a config's ``optimizer`` names: a registered name, ``module:function``
-    (imported), or the factory itself."""
+    (imported), or the factory itself.
+
+    This is the one place a config imports code. It trusts ``name``: a config read from disk
+    reaches it only through ``RunConfig.from_file``/``from_run_folder``, which refuse an
+    import path unless the user allowed it (``--allow-imports``) or gave it again on the
+    command line."""
     if callable(name):
         return name
     if name in OPTIMIZERS:
@@ -146,6 +199,8 @@ def build_optimizer(
         args["weight_decay"] = cfg.weight_decay
     try:
         tx = _call_with(shown, "optimizer.args", factory, {"learning_rate": learning_rate}, args)
+    except ConfigError:
+        raise
     except ValueError as err:
         raise ConfigError(f"optimizer.optimizer {shown}: {err}") from err
     if not isinstance(tx, optax.GradientTransformation):

@@ -5,16 +5,24 @@ afterwards, read from a config file or set by a flag): those win over the recipe
 run's dataset and model (``optlab.config.RECIPES``); the others take the recipe's value,
 else the default written here. ``config.json`` records the resolved values and where each
 came from.
+
+A config read from disk (``RunConfig.from_file``, ``RunConfig.from_run_folder``) is data:
+each field is checked against its annotation, and an import path in it is refused, nothing
+imported, unless the caller opts in (``allow_imports``; see ``optlab.config._validate``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
-import json
+import os
 import pathlib
+import typing
 from typing import Any
 
+from optlab.config import _files, _validate
+from optlab.config._validate import shown
 from optlab.errors import ConfigError
 
 
@@ -72,7 +80,7 @@ class DataConfig(_Section):
     split) or ``"online"`` (batch 1); lectures 04 and 05."""
     replacement: bool = False
     """Draw batches with replacement instead of epoch-wise permutations."""
-    batch_growth: list | None = None
+    batch_growth: list[list[int]] | None = None
     """``[[step, batch_size], ...]``: grow the batch in phases (lecture 04)."""
     augment: list[str] = dataclasses.field(default_factory=list)
     """On-device augmentation ops applied in order: flip, crop, color_jitter, affine."""
@@ -100,7 +108,9 @@ class OptimizerConfig(_Section):
     optimizer: Any = "adam"
     """A registered name (``optlab.OPTIMIZERS``), ``"package.module:function"``, or (from
     Python) the factory itself: any ``factory(learning_rate=..., **args)`` returning an
-    ``optax.GradientTransformation``."""
+    ``optax.GradientTransformation``. An import path runs its module's code when imported,
+    so one read from a file is honoured only with ``allow_imports`` (``--allow-imports``);
+    on the command line (``--optimizer``) and from Python it is the user's own word."""
     learning_rate: float = 1e-3
     """The (peak) learning rate α."""
     schedule: str = "constant"
@@ -175,6 +185,8 @@ _SECTIONS = {
     "optimizer": OptimizerConfig,
     "train": TrainConfig,
 }
+# What the trainer records in config.json beside the config itself.
+RECORDS = ("sources", "data_digest")
 
 
 @dataclasses.dataclass
@@ -204,44 +216,128 @@ class RunConfig:
         return raw
 
     @classmethod
-    def from_dict(cls, raw: dict) -> RunConfig:
-        """The config of ``raw`` (a ``to_dict`` or a config file); every field it holds
-        counts as given. ``config.json``'s ``sources`` record is ignored."""
+    def from_dict(cls, raw: dict, *, source: str = "config") -> RunConfig:
+        """The config of ``raw`` (a ``to_dict`` or a config file's data); every field it holds
+        counts as given, and each is checked against its annotation (``validate``).
+        ``config.json``'s records (``sources``, ``data_digest``) are ignored. ``source``
+        begins each error message (the file's name).
+
+        This trusts ``raw``: an import path in it is imported when the optimizer is built.
+        Data from a file goes through ``from_file`` or ``from_run_folder``, which refuse one
+        unless allowed."""
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
-            if key == "sources":
+            if key in RECORDS:
                 continue
             if key == "out":
+                _validate.check_out(value, source)
                 kwargs[key] = str(value)
                 continue
             if key not in _SECTIONS:
                 known = sorted([*_SECTIONS, "out"])
-                raise ConfigError(f"config: unknown section {key!r}; known: {known}")
+                raise ConfigError(f"{source}: unknown section {shown(key)}; known: {known}")
             section_cls = _SECTIONS[key]
             if not isinstance(value, dict):
-                raise ConfigError(f"config: [{key}] must be a mapping of fields, got {value!r}")
+                raise ConfigError(
+                    f"{source}: [{key}] must be a mapping of fields, got {shown(value)} "
+                    f"({_validate.kind(value)})"
+                )
             known = {f.name for f in dataclasses.fields(section_cls)}
-            unknown = set(value) - known
+            unknown = sorted(set(value) - known, key=str)
             if unknown:
                 raise ConfigError(
-                    f"config: unknown field(s) {sorted(unknown)} in [{key}]; known: {sorted(known)}"
+                    f"{source}: unknown field(s) {shown(unknown)} in [{key}]; known: "
+                    f"{sorted(known)}"
                 )
             kwargs[key] = section_cls(**value)
-        return cls(**kwargs)
+        cfg = cls(**kwargs)
+        cfg.validate(source)
+        return cfg
 
     @classmethod
-    def from_file(cls, path: str) -> RunConfig:
-        """Reads JSON or YAML (``yaml.safe_load``: data only, nothing executed)."""
-        file = pathlib.Path(path)
-        if not file.is_file():
-            raise ConfigError(f"--config: no file {path!r}")
-        text = file.read_text()
-        if file.suffix in (".yaml", ".yml"):
-            import yaml
+    def from_file(cls, path: str | os.PathLike, *, allow_imports: bool = False) -> RunConfig:
+        """Reads a JSON or YAML config file (``.yaml``/``.yml``; anything else is JSON).
 
-            raw = yaml.safe_load(text)
-        else:
-            raw = json.loads(text)
-        if not isinstance(raw, dict):
-            raise ConfigError(f"--config: {path} must hold a mapping of sections")
-        return cls.from_dict(raw)
+        The file is data: parsed, never executed, and checked field by field. An import path
+        in it (``optimizer: "package.module:function"``, whose import runs that module's
+        code) is refused, before anything is imported, unless ``allow_imports`` (the CLI's
+        ``--allow-imports``): give one on the command line (``--optimizer``) or from Python
+        instead. A missing, unreadable, non-UTF-8 or malformed file is one ``ConfigError``
+        naming it (and the line, where the parser says)."""
+        raw = read_config_file(path)
+        where = f"--config {path}"
+        _validate.check_imports(raw, where, allow_imports=allow_imports)
+        return cls.from_dict(raw, source=where)
+
+    @classmethod
+    def from_run_folder(
+        cls, out: str | os.PathLike, *, allow_imports: bool = False, optimizer: Any = None
+    ) -> RunConfig:
+        """The config of the run in folder ``out``, read from its ``config.json`` (for
+        resuming, ``optlab export``, ``restore_run``).
+
+        A run folder may come from anyone, so its config is data like a config file: when it
+        names an import path (the run was made with ``--optimizer mod:fn``, or a factory
+        from Python) it is refused, nothing imported, unless ``allow_imports`` or
+        ``optimizer`` is that same optimizer again (the user passed the flag again, or the
+        factory itself from Python, which then replaces the stored name). An ``optimizer``
+        that differs from the stored one is refused too. A missing, non-UTF-8, non-JSON or
+        non-mapping ``config.json`` is one ``ConfigError`` naming the file and what to do."""
+        path, raw = _files.read_run_config(out)
+        section = raw.get("optimizer")
+        stored = section.get("optimizer", "adam") if isinstance(section, dict) else "adam"
+        typed = _validate.as_typed(stored)
+        if optimizer is not None:
+            given = optimizer_name(optimizer)
+            if given != stored:
+                raise ConfigError(
+                    f"{path}: this run was made with --optimizer {typed}, not "
+                    f"{_validate.as_typed(given)}; pass --optimizer {typed} (or leave it out)"
+                )
+        elif _validate.is_import_path(stored) and not allow_imports:
+            raise ConfigError(
+                f"{path}: this run was made with --optimizer {typed}; pass --optimizer "
+                f"{typed} again (or --allow-imports) to import it (from Python: "
+                "optimizer=... or allow_imports=True)"
+            )
+        kept = {k: v for k, v in raw.items() if k in _SECTIONS or k == "out"}
+        cfg = cls.from_dict(kept, source=str(path))
+        if callable(optimizer):
+            cfg.optimizer.optimizer = optimizer
+        return cfg
+
+    def validate(self, where: str = "") -> None:
+        """Checks every field's type against its annotation, or raises a ``ConfigError``
+        naming the field: a number in quotes, ``true`` for a whole number, a list for a
+        mapping, a non-finite number. A whole number is accepted where a number is
+        expected. ``optimizer.optimizer`` may be a name, ``module:function`` or a factory.
+        ``where`` begins the message (a file's name). Values are checked by the setup
+        (``optlab.train.setup.build_setup``)."""
+        for name, section_cls in _SECTIONS.items():
+            section = getattr(self, name)
+            if not isinstance(section, section_cls):
+                prefix = f"{where}: " if where else ""
+                raise ConfigError(
+                    f"{prefix}{name} must be an optlab.config.{section_cls.__name__}, got "
+                    f"{shown(section)}"
+                )
+            _validate.check_section(section, name, _hints(section_cls), where)
+            growth = getattr(section, "batch_growth", None)
+            if growth is not None and any(len(phase) != 2 for phase in growth):
+                prefix = f"{where}: " if where else ""
+                raise ConfigError(
+                    f"{prefix}data.batch_growth must be [[step, batch_size], ...] pairs, got "
+                    f"{shown(growth)}"
+                )
+        _validate.check_out(self.out, where)
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A config file's raw mapping (``RunConfig.from_file`` without the checks), for a
+    caller that overrides some of its values first (the CLI's flags)."""
+    return _files.read_mapping(pathlib.Path(path), "--config")
+
+
+@functools.cache
+def _hints(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls)

@@ -2,6 +2,11 @@
 
 Only process 0 writes these; every write of a whole file is atomic (temp file + rename)
 and metrics.jsonl is trimmed back to a checkpoint's step on resume.
+
+Every file is strict JSON (RFC 8259): a non-finite number (NaN, ±Inf), which Python's
+``json`` would write as the bare tokens ``NaN``/``Infinity`` that other readers reject, is
+written as ``null`` and its key listed under ``"nonfinite"`` (``strict``), so a reader can
+tell "not finite" from "not measured".
 """
 
 from __future__ import annotations
@@ -41,11 +46,17 @@ IDENTITY = {
 
 
 def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+    """``obj`` as strict JSON (``strict``), written to a temporary file and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(strict(obj), indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(f.name)
+            raise
     os.chmod(f.name, 0o644)  # NamedTemporaryFile makes owner-only files
     os.replace(f.name, path)
 
@@ -56,14 +67,29 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def identity_differences(old: dict, new: dict) -> list[str]:
-    """The identity fields in which two configs differ, as ``section.field`` names."""
-    diffs = []
-    for section, fields in IDENTITY.items():
-        for field in fields:
-            if old.get(section, {}).get(field) != new.get(section, {}).get(field):
-                diffs.append(f"{section}.{field}")
-    return diffs
+def strict(record: Any) -> Any:
+    """``record`` with every non-finite float replaced by None; a mapping with such values
+    gains ``"nonfinite": [their keys]`` (dotted for nested mappings), so the reason is kept."""
+    found: list[str] = []
+
+    def clean(x: Any, where: str) -> Any:
+        if hasattr(x, "tolist") and not isinstance(x, str):
+            x = x.tolist()
+        if isinstance(x, float) and not math.isfinite(x):
+            found.append(where)
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v, where) for v in x]
+        return x
+
+    if not isinstance(record, dict):
+        return clean(record, "")
+    out = clean(record, "")
+    if found:
+        out["nonfinite"] = sorted(set(found) | set(record.get("nonfinite") or []))
+    return out
 
 
 class MetricsLog:
@@ -74,33 +100,43 @@ class MetricsLog:
         self.path = path
 
     def trim(self, step: int) -> None:
+        """Keeps the valid records up to ``step``: a half-written line, bytes that are not
+        UTF-8 or a line that is not a JSON object (a crash, a disk fault) are dropped, every
+        valid record is kept."""
         if not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
+        kept = [raw for raw, r in self._lines() if _step_of(r) <= step]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(k + "\n" for k in kept))
+        tmp.write_bytes(b"".join(k + b"\n" for k in kept))
         os.replace(tmp, self.path)
 
     def write(self, record: dict) -> None:
-        clean = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in record.items()
-        }
+        line = json.dumps(strict(record), default=_jsonable, allow_nan=False)
         with self.path.open("a") as f:
-            f.write(json.dumps(clean, default=_jsonable) + "\n")
+            f.write(line + "\n")
             f.flush()
 
     def records(self) -> list[dict]:
+        """Every valid record (a line that is not UTF-8 or not a JSON object is skipped)."""
+        return [r for _, r in self._lines()]
+
+    def _lines(self) -> list[tuple[bytes, dict]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        found = []
+        for raw in self.path.read_bytes().splitlines():
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(record, dict):
+                found.append((raw, record))
+        return found
+
+
+def _step_of(record: dict) -> float:
+    step = record.get("step", 0)
+    return step if isinstance(step, int | float) else math.inf
 
 
 def plot_curves(records: list[dict], out_dir: pathlib.Path) -> list[pathlib.Path]:

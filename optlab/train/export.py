@@ -217,6 +217,8 @@ def export_run(
     dtype: str = "float32",
     platforms: Sequence[str] | str = ("cpu", "cuda", "tpu"),
     batch: int | None = None,
+    allow_imports: bool = False,
+    optimizer: Any = None,
 ) -> pathlib.Path:
     """Exports the trained run in folder ``out`` as ``model.jaxexport`` + ``model.json``.
 
@@ -246,6 +248,9 @@ def export_run(
         its devices; running on one needs that device.
       batch: a fixed batch size, or None (default) for a symbolic batch axis ``b``: one
         artifact for every batch size.
+      allow_imports, optimizer: for a run whose optimizer was an import path
+        (``module:function``): the folder's config.json is data, so it is imported only with
+        ``allow_imports=True`` or when ``optimizer`` repeats it (``restore_run``).
 
     Returns:
       The path of ``model.jaxexport``.
@@ -257,7 +262,7 @@ def export_run(
     platforms = _check(dtype, platforms, batch)
     from optlab.train.loop import restore_run
 
-    cfg, setup, state = restore_run(str(out))
+    cfg, setup, state = restore_run(str(out), allow_imports=allow_imports, optimizer=optimizer)
     dataset, model = setup.dataset, setup.model
     compute = DTYPES[dtype]
     # The evaluation point: Schedule-Free's x, Lookahead's slow weights, the EMA average.

@@ -9,6 +9,7 @@ folder's writers) and may ask the loop to stop (``run.stop``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import signal
@@ -27,8 +28,28 @@ NONFINITE_HINT = (
 )
 
 
+# train.nonfinite skip: the run stops when more than this share of the last SKIP_WINDOW
+# steps (all steps, in a shorter run) were skipped; it is not training any more.
+SKIP_WINDOW = 100
+SKIP_LIMIT = 0.5
+
+
 class NonFiniteError(RuntimeError):
-    """Training met a non-finite loss or gradient and the policy is to stop."""
+    """Training met a non-finite loss or gradient and the policy is to stop (or, under
+    ``nonfinite="skip"``, skipped more than ``SKIP_LIMIT`` of the recent steps)."""
+
+
+def encode_metrics(pending: list[dict]) -> list[dict]:
+    """Steps' metrics (device or host arrays) as JSON: each value with its dtype, so that
+    ``decode_metrics`` gives back the same arrays, bit for bit."""
+    return [
+        {k: [str(np.asarray(v).dtype), np.asarray(v).tolist()] for k, v in m.items()}
+        for m in jax.device_get(pending)
+    ]
+
+
+def decode_metrics(encoded: list[dict]) -> list[dict]:
+    return [{k: np.asarray(v, dtype=d) for k, (d, v) in m.items()} for m in encoded]
 
 
 @dataclasses.dataclass
@@ -51,6 +72,13 @@ class Run:
     last_val: tuple[int, dict] | None = None
     interval_start: float = dataclasses.field(default_factory=time.perf_counter)
     stop: str | None = None  # "early" or "preempted": the loop ends after this step
+    identity: dict | None = None  # the run's identity (optlab.train.folder), checkpointed
+    wall_before: float = 0.0  # training seconds of the run's earlier sessions
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    # finite flags of the recent steps (train.nonfinite skip's stopping rule)
+    recent: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=SKIP_WINDOW)
+    )
 
     @property
     def host_state(self) -> Any:
@@ -58,7 +86,30 @@ class Run:
         return self.setup.unreplicate(self.state)
 
     def meta(self) -> dict:
-        return {"step": self.step, "data": self.setup.train_iter.state(), "progress": self.progress}
+        """What a checkpoint records besides the state: enough that a run resumed from it
+        logs, stops and summarizes exactly as the uninterrupted run (the metrics of the
+        steps since the last log line, the last logged training record, the recent skips)."""
+        return {
+            "step": self.step,
+            "data": self.setup.train_iter.state(),
+            "progress": self.progress,
+            "pending": encode_metrics(self.pending),
+            "last_train": self.last_train,
+            "recent_finite": [bool(f) for f in self.recent],
+            "wall_seconds": self.wall_seconds(),
+            "identity": self.identity,
+        }
+
+    def resume(self, meta: dict) -> None:
+        """The loop's host-side state as a checkpoint's ``meta`` recorded it."""
+        self.progress = meta.get("progress", self.progress)
+        self.pending = decode_metrics(meta.get("pending", []))
+        self.last_train = meta.get("last_train") or {}
+        self.recent.extend(meta.get("recent_finite", []))
+        self.wall_before = float(meta.get("wall_seconds", 0.0))
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
 
     def write(self, record: dict) -> None:
         if self.is_writer:
@@ -103,6 +154,14 @@ class Run:
             raise NonFiniteError(
                 f"non-finite loss or gradient at step {int(first_bad[0])} in layer {layer}; "
                 f"{NONFINITE_HINT}"
+            )
+        self.recent.extend(bool(m["finite"]) for m in pulled)
+        window = min(SKIP_WINDOW, self.setup.total_steps)
+        skipped = sum(not f for f in self.recent)
+        if len(self.recent) >= window and skipped > SKIP_LIMIT * len(self.recent):
+            raise NonFiniteError(
+                f"train.nonfinite skip skipped {skipped} of the last {len(self.recent)} steps "
+                f"(more than {SKIP_LIMIT:.0%}): the run is not training. {NONFINITE_HINT}"
             )
 
 
@@ -202,7 +261,8 @@ class SigtermHook(Hook):
     def __call__(self, run: Run) -> None:
         if not self.flag or run.stop:  # an early stop has just saved and ends the run
             return
-        run.flush()
+        # No log line here: the steps since the last one are checkpointed with the state
+        # (Run.meta), so the resumed run writes the same records as an uninterrupted one.
         if run.step not in run.checkpointer.steps():
             run.checkpointer.save(run.step, run.host_state, run.meta())
         run.stop = "preempted"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import time
 from typing import Any, NamedTuple
 
 import jax
@@ -18,9 +17,19 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from optlab import config as config_lib
-from optlab.train import artifacts, hooks, losses
+from optlab.train import artifacts, folder, hooks, losses
 from optlab.train.checkpoint import Checkpointer
 from optlab.train.hooks import NONFINITE_HINT, NonFiniteError
+
+try:  # TEMPORARY until lock.py lands
+    from optlab.train.lock import acquire_run_lock
+except ImportError:
+    import contextlib
+
+    def acquire_run_lock(out):
+        return contextlib.nullcontext()
+
+
 from optlab.train.setup import Setup, build_setup
 from optlab.train.step import layer_names
 
@@ -119,21 +128,18 @@ def train(cfg: config_lib.RunConfig | None = None, **options: Any) -> dict:
     return run(cfg, **options).summary
 
 
-def _open_folder(cfg, setup: Setup, out: pathlib.Path, is_writer: bool):
-    """Refuses a folder that holds a different run; writes config.json (with ``sources``:
-    where each value came from) and opens the metrics log."""
-    config_path = out / "config.json"
-    if config_path.exists():
-        old = json.loads(config_path.read_text())
-        diffs = artifacts.identity_differences(old, cfg.to_dict())
-        if diffs:
-            raise config_lib.ConfigError(
-                f"--out: {out} holds a different run ({', '.join(diffs)} differ). "
-                "Choose another --out, or delete the folder to start over."
-            )
+def _open_folder(cfg, setup: Setup, out: pathlib.Path, is_writer: bool, identity: dict):
+    """Refuses a folder that holds a different run (``optlab.train.folder``); writes
+    config.json (with ``sources``: where each value came from, and the data's digest) and
+    opens the metrics log."""
+    note = folder.check_identity(out, identity)
+    if note:
+        print(f"optlab: {note}", file=sys.stderr)
+    folder.check_metrics_file(out)
     if is_writer:
-        out.mkdir(parents=True, exist_ok=True)
-        artifacts.write_json_atomic(config_path, {**cfg.to_dict(), "sources": setup.sources})
+        record = {**cfg.to_dict(), "sources": setup.sources}
+        record["data_digest"] = identity["data_digest"]
+        artifacts.write_json_atomic(out / folder.CONFIG, record)
     log = artifacts.MetricsLog(out / "metrics.jsonl")
     if cfg.train.tensorboard and is_writer:
         log = hooks.Tee(log, artifacts.TensorBoard(out / "tensorboard"))
@@ -168,13 +174,26 @@ def run(
 ) -> RunResult:
     """Like ``train``, also returning the final ``TrainState``."""
     cfg = cfg or config_lib.RunConfig()
-    out = pathlib.Path(cfg.out)
+    folder.check_out(cfg.out)
     setup = build_setup(  # validates everything before touching the disk
         cfg, mesh=mesh, model=model, dataset=dataset, train_batches=train_batches
     )
     cfg = setup.cfg  # the recipe's values filled in
+    out = folder.check_out(cfg.out)
     is_writer = jax.process_index() == 0
-    log = _open_folder(cfg, setup, out, is_writer)
+    identity = folder.identity(
+        cfg.to_dict(), folder.data_digest(setup.dataset if train_batches is None else None)
+    )
+    if is_writer:
+        folder.check_identity(out, identity)  # a different run is refused untouched
+        folder.create(out)
+    with acquire_run_lock(out):
+        return _run_locked(cfg, setup, out, is_writer, identity, progress)
+
+
+def _run_locked(cfg, setup, out, is_writer, identity, progress) -> RunResult:
+    """The run, while this process holds the folder's lock."""
+    log = _open_folder(cfg, setup, out, is_writer, identity)
     tc = cfg.train
     checkpointer = Checkpointer(
         str((out / "checkpoints").absolute()),
@@ -182,14 +201,20 @@ def run(
         best_metric=tc.monitor,
         best_mode=hooks._monitor_mode(tc.monitor),
     )
+    try:
+        return _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer)
+    finally:
+        checkpointer.close()
 
+
+def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) -> RunResult:
+    tc = cfg.train
     state = setup.init_state()
-    progress_state = {"best": None, "bad_evals": 0}
     restored = checkpointer.restore_latest_good(setup.abstract_state)
+    meta: dict = {}
     if restored is not None:
         state, meta = restored
         setup.train_iter.restore(meta["data"])
-        progress_state = meta.get("progress", progress_state)
         if is_writer:
             log.trim(int(meta["step"]))
         print(f"optlab: resuming {out} from step {int(meta['step'])}", file=sys.stderr)
@@ -208,13 +233,15 @@ def run(
         checkpointer=checkpointer,
         is_writer=is_writer,
         names=layer_names(setup.params_template),
-        progress=progress_state,
+        progress={"best": None, "bad_evals": 0},
+        identity=identity,
     )
+    if meta:
+        r.resume(meta)
     if progress and is_writer:
         from tqdm.auto import tqdm
 
         r.bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True)
-    start_time = time.perf_counter()
     registered = _hooks(r, start_step)
     try:
         while r.step < total and r.stop is None:
@@ -234,9 +261,9 @@ def run(
     finally:
         for hook in registered:
             hook.close(r)
-        checkpointer.close()
         if r.bar is not None:
             r.bar.close()
+    checkpointer.wait()  # the last checkpoint is on disk before the summary says done
     if r.stop == "preempted":
         print(
             f"optlab: SIGTERM: saved step {r.step} to {out}; run again to resume", file=sys.stderr
@@ -244,6 +271,9 @@ def run(
         return RunResult({"preempted": True, "steps": r.step}, r.host_state)
 
     state = r.host_state
+    finished = _finished_summary(out, r.step) if start_step >= total else None
+    if finished is not None:  # a finished run run again: its summary stands as it was
+        return RunResult(finished, state)
     test = evaluate(setup, state, "test")
     # The validation of the final step, unless the loop did not just compute it.
     fresh = r.last_val is not None and r.last_val[0] == r.step
@@ -257,24 +287,47 @@ def run(
         "epochs": r.step / setup.steps_per_epoch,
         "stopped_early": r.stop == "early",
         "skipped_steps": int(jax.device_get(state.skipped)),
-        "wall_seconds": time.perf_counter() - start_time,
+        "wall_seconds": r.wall_seconds(),
         "devices": jax.device_count(),
         "mesh": {k: int(v) for k, v in setup.mesh.shape.items()},
     }
+    summary = artifacts.strict(summary)  # a non-finite metric: null, named in "nonfinite"
     if is_writer:
         artifacts.write_json_atomic(out / "summary.json", summary)
         artifacts.plot_curves(log.records(), out)
     if isinstance(log, hooks.Tee):
         log.close()
+    bad = [k for k in summary.get("nonfinite", []) if k.startswith(("test_", "val_"))]
+    if bad:
+        raise NonFiniteError(
+            f"training ended but {', '.join(bad)} is not finite (summary.json records null); "
+            f"{NONFINITE_HINT}"
+        )
     return RunResult(summary, state)
 
 
-def restore_run(out: str, *, mesh=None) -> tuple[config_lib.RunConfig, Setup, Any]:
-    """(config, setup, state) of the newest good checkpoint in the run folder ``out``."""
-    path = pathlib.Path(out) / "config.json"
-    if not path.exists():
-        raise config_lib.ConfigError(f"--run: {out} holds no run (no config.json)")
-    cfg = config_lib.RunConfig.from_dict(json.loads(path.read_text()))
+def _finished_summary(out: pathlib.Path, steps: int) -> dict | None:
+    """The summary.json of a run that already finished ``steps`` steps, if it reads back."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(summary, dict) and summary.get("steps") == steps and "preempted" not in summary:
+        return summary
+    return None
+
+
+def restore_run(
+    out: str, *, mesh=None, allow_imports: bool = False, optimizer: Any = None
+) -> tuple[config_lib.RunConfig, Setup, Any]:
+    """(config, setup, state) of the newest good checkpoint in the run folder ``out``.
+
+    The folder's ``config.json`` is data (``RunConfig.from_run_folder``): an optimizer it
+    names by import path is imported only with ``allow_imports=True`` or when ``optimizer``
+    repeats it (or is the factory itself)."""
+    cfg = config_lib.RunConfig.from_run_folder(
+        out, allow_imports=allow_imports, optimizer=optimizer
+    )
     setup = build_setup(cfg, mesh=mesh)
     checkpointer = Checkpointer(str((pathlib.Path(out) / "checkpoints").absolute()))
     try:
