@@ -13,4 +13,15 @@ class MissingExtraError(ImportError):
     ``pip install 'optlab[data]'``). The command line prints it in one line (exit 2)."""
 
 
-__all__ = ["ConfigError", "MissingExtraError"]
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only folder, an exhausted
+    quota, no permission): the message names the path, the cause, what is left intact and
+    what to do. The run stops (a run that cannot checkpoint would lose its progress
+    unnoticed); ``optlab`` prints the message in one line and exits with status 1, as a
+    run that failed rather than a command given wrongly. ``errno`` is the cause's, ``path``
+    the path that could not be written."""
+
+    path: str | None = None
+
+
+__all__ = ["CheckpointWriteError", "ConfigError", "MissingExtraError"]

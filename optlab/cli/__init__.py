@@ -2,8 +2,9 @@
 
 Each command module defines ``add_parser(commands)`` and ``run(args) -> int``; the flags
 shared by several commands are defined once in ``optlab.cli._flags``. A user's mistake
-(``optlab.errors.ConfigError``) prints one line and exits with status 2; a bug is a
-traceback.
+(``optlab.errors.ConfigError``) prints one line and exits with status 2; a run that fails
+for its machine (``optlab.errors.CheckpointWriteError``: a full disk, a read-only folder)
+prints one line and exits with status 1; a bug is a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import sys
 
 import optlab
-from optlab.errors import ConfigError, MissingExtraError
+from optlab.errors import CheckpointWriteError, ConfigError, MissingExtraError
 
 # command -> module of optlab.cli (imported only when that command runs, or for --help)
 COMMANDS = {
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"optlab: error: {to_flags(str(err))}", file=sys.stderr)
         return 2
+    except CheckpointWriteError as err:  # the machine's fault, not the command's: exit 1
+        print(f"optlab: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

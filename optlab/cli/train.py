@@ -8,13 +8,23 @@ from typing import Any
 from optlab.cli._flags import add_run_config_args, config_from_args, to_flags
 from optlab.errors import ConfigError
 
+# The exit status of a preempted run (SIGTERM: the step was saved, the same command resumes
+# it): EX_TEMPFAIL of <sysexits.h>, "try again", so a scheduler can requeue it rather than
+# count it as finished (0), failed (1) or refused (2).
+PREEMPTED_EXIT = 75
+
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "train",
         help="train a model (with no flags: an MLP with Adam on scikit-learn's digits)",
         description="Train a model. Every flag overrides --config; the defaults train an MLP "
-        "with Adam on digits to >95% test accuracy in well under a minute on a CPU.",
+        "with Adam on digits to >95% test accuracy in well under a minute on a CPU. "
+        "Exit status: 0 finished; 1 failed (a non-finite loss, a checkpoint that could not be "
+        "written, a failed process); 2 a mistake in the command or config, refused before "
+        f"anything is written (also when --out is in use by another run); {PREEMPTED_EXIT} "
+        "preempted (SIGTERM, or SIGTERM/SIGINT to a --local-processes launcher): the step "
+        "was saved, run the same command again to resume (EX_TEMPFAIL: requeue it).",
     )
     add_run_config_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -46,15 +56,17 @@ def add_parser(commands: Any) -> None:
         "--local-processes",
         type=int,
         metavar="N",
-        help="simulate N hosts on this machine: start N supervised processes on loopback "
-        "(CPU devices), stop all and exit 1 with a one-line reason if one fails",
+        help="simulate N hosts on this machine (N >= 1): start N supervised processes on "
+        "loopback (CPU devices), stop all and exit 1 with a one-line reason if one fails "
+        "(2 if it refused the command); SIGTERM or Ctrl-C preempts all of them (each saves "
+        f"its step; exit {PREEMPTED_EXIT}), and they stop if the launcher dies",
     )
     d(
         "--devices-per-process",
         type=int,
         default=1,
         metavar="K",
-        help="CPU devices each --local-processes process simulates (default 1)",
+        help="CPU devices each --local-processes process simulates (K >= 1; default 1)",
     )
     d(
         "--launch-timeout",
@@ -69,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from optlab.parallel._distributed import initialize
+    from optlab.parallel._launch import stop_with_launcher
 
+    stop_with_launcher()  # a --local-processes child: stop if the launcher dies
+    _check_launcher_flags(args)  # before anything starts
     if args.local_processes:
         return _launch_local(args)
     cfg = config_from_args(args)
@@ -89,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"optlab: training stopped: {to_flags(str(err))}", file=sys.stderr)
         return 1
     if summary.get("preempted"):
-        return 0
+        return PREEMPTED_EXIT  # the loop printed where the step was saved
     rows = [
         (k, summary[k])
         for k in (
@@ -139,13 +154,29 @@ def _warn_slow_precision(precision: str) -> None:
 _LAUNCHER_FLAGS = ("--local-processes", "--devices-per-process", "--launch-timeout")
 
 
+def _check_launcher_flags(args: argparse.Namespace) -> None:
+    """``--local-processes``, ``--devices-per-process`` and ``--launch-timeout`` in range,
+    or one line (exit 2): 0 processes would silently train in-process, and 0 devices makes a
+    child crash in XLA."""
+    for flag, value in (
+        ("--local-processes", args.local_processes),
+        ("--devices-per-process", args.devices_per_process),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive integer (at least 1), got {value}")
+    if not args.launch_timeout > 0:  # NaN too
+        raise ConfigError(
+            f"--launch-timeout must be a positive number of seconds, got {args.launch_timeout}"
+        )
+
+
 def _launch_local(args: argparse.Namespace) -> int:
     """``--local-processes N``: this command line, minus the launcher's flags, run as N
     supervised processes (``optlab.parallel.launch_local``); process 0's output printed."""
     import pathlib
     import sys
 
-    from optlab.parallel._distributed import DistributedError, launch_local
+    from optlab.parallel._distributed import DistributedError, PreemptedError, launch_local
 
     if args.coordinator or args.num_processes or args.process_id is not None:
         raise ConfigError(
@@ -178,9 +209,12 @@ def _launch_local(args: argparse.Namespace) -> int:
             init_timeout=args.init_timeout or 60,
             heartbeat_timeout=args.heartbeat_timeout,
         )
+    except PreemptedError as err:
+        print(f"optlab: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT
     except DistributedError as err:
         print(f"optlab: error: {err}", file=sys.stderr)
-        return 1
+        return 2 if err.returncode == 2 else 1  # a refused command stays a refused command
     print(pathlib.Path(logs[0]).read_text(), end="")
     print(f"optlab: logs of all {args.local_processes} processes: {logs}", file=sys.stderr)
     return 0

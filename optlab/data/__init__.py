@@ -4,6 +4,9 @@
   training statistics only) for each name in `DATASETS`.
 - `BatchIterator` yields full, mini-batch or online batches ``{"x", "y", "mask"}`` of one
   fixed shape, resumable from ``state()``, split across processes.
+- `check_dataset` refuses a data set the trainer would train on wrongly (labels outside
+  ``[0, num_classes)``, non-finite inputs, splits whose shapes do not belong together);
+  `load_dataset` and the trainer call it.
 - `wrap_iterator` gives any user loader the same batch form.
 - `optlab.data.augment` holds jit-able, per-example random flips, crops, color jitter and
   affine maps that run on the device.
@@ -15,6 +18,7 @@ is named in the error (``pip install 'optlab[data]'``).
 
 from optlab.data import augment
 from optlab.data._batching import MODES, BatchIterator
+from optlab.data._checks import check_dataset, check_labels
 from optlab.data._dataset import DATASETS, Dataset, load_dataset, split_indices
 from optlab.data._mnist import IDX_FILES, NPZ_FILE, read_idx
 from optlab.data._wrap import WrappedIterator, wrap_iterator
@@ -28,6 +32,8 @@ __all__ = [
     "Dataset",
     "WrappedIterator",
     "augment",
+    "check_dataset",
+    "check_labels",
     "load_dataset",
     "read_idx",
     "split_indices",

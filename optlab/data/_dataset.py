@@ -17,6 +17,7 @@ import numpy as np
 
 from optlab import _validation
 from optlab.data import _mnist, _sources, _synthetic
+from optlab.data._checks import check_dataset
 from optlab.data._sources import Raw, split_indices
 
 # Sub-streams of the seed, so that the splits and the generated data never share numbers.
@@ -135,7 +136,12 @@ def load_dataset(
       **options: options of the source, listed above.
 
     Returns:
-      A `Dataset`.
+      A `Dataset`, checked by `check_dataset` (labels in ``[0, num_classes)``, finite
+      inputs).
+
+    Raises:
+      ValueError: a bad argument, or a source whose files are missing, unreadable or hold
+        bad labels (one line naming the file or split).
 
     Example:
       >>> from optlab.data import load_dataset
@@ -180,7 +186,7 @@ def load_dataset(
         if stats is not None and stats["mean"].ndim:
             stats = {k: v.reshape(input_shape) for k, v in stats.items()}
     y_dtype = np.int32 if raw.num_classes else np.float32
-    return Dataset(
+    dataset = Dataset(
         name=name,
         task="classification" if raw.num_classes else "regression",
         num_classes=raw.num_classes,
@@ -194,6 +200,8 @@ def load_dataset(
         stats=stats,
         meta=dict(raw.meta, seed=int(seed), val_fraction=float(val_fraction)),
     )
+    check_dataset(dataset, f"load_dataset({name!r})")
+    return dataset
 
 
 def _carve_validation(x, y, fraction, *, seed, stratify):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from optlab.data._checks import check_labels
 from optlab.data._sources import Raw, check_options, stratified_test_split
 from optlab.errors import MissingExtraError
 
@@ -36,21 +40,18 @@ def mnist(*, seed: int, data_dir: str | Path | None = None, **options: Any) -> R
         if all(found.values()):
             arrays = {key: read_idx(path) for key, path in found.items()}
             source = f"IDX files in {folder}"
+            where = {key: str(path) for key, path in found.items()}
         elif (folder / NPZ_FILE).is_file():
-            with np.load(folder / NPZ_FILE) as npz:
-                missing = sorted(set(IDX_FILES) - set(npz.files))
-                if missing:
-                    raise ValueError(
-                        f"load_dataset('mnist'): {folder / NPZ_FILE} lacks the arrays "
-                        f"{missing}; it needs x_train, y_train, x_test, y_test."
-                    )
-                arrays = {key: npz[key] for key in IDX_FILES}
+            arrays = _read_npz(folder / NPZ_FILE)
             source = f"{folder / NPZ_FILE}"
+            where = {key: f"{source}'s {key}" for key in IDX_FILES}
         else:
             raise _missing_files_error(folder, [n for k, n in IDX_FILES.items() if not found[k]])
     else:
         raise _missing_files_error(folder, list(IDX_FILES.values()))
-    x_train, x_test = (_images(arrays[k], k) for k in ("x_train", "x_test"))
+    x_train, x_test = (_images(arrays[k], where[k]) for k in ("x_train", "x_test"))
+    for key in ("y_train", "y_test"):
+        check_labels(arrays[key].reshape(-1), 10, f"load_dataset('mnist'): {where[key]}")
     y_train, y_test = (arrays[k].astype(np.int32).reshape(-1) for k in ("y_train", "y_test"))
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
@@ -86,23 +87,73 @@ def mnist5k(*, seed: int, data_dir=None, **options: Any) -> Raw:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Reads an IDX file (``.gz`` or not) into a NumPy array of its stored shape."""
+    """Reads an IDX file (``.gz`` or not) into a NumPy array of its stored shape.
+
+    Raises:
+      ValueError: one line naming the file: unreadable, a ``.gz`` that is not gzip or is
+        cut short, a bad magic number, a header that does not match the bytes after it.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    gz = path.suffix == ".gz"
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        what = "as gzip (it ends in .gz)" if gz else "it"
+        cause = (getattr(err, "strerror", None) or str(err) or type(err).__name__).splitlines()
+        raise ValueError(
+            f"{path}: cannot read {what}: {cause[0] if cause else type(err).__name__}; "
+            "download the file again (or remove .gz from the name of an uncompressed file)."
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
-    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) < offset:
+        raise ValueError(
+            f"{path}: the header names {ndim} dimensions but the file ends after {len(data)} "
+            "bytes; the file is truncated or corrupt."
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    expected = math.prod(shape) * dtype.itemsize
     if len(data) - offset != expected:
         raise ValueError(
             f"{path}: header says shape {shape} ({expected} bytes) but {len(data) - offset} "
             "bytes follow; the file is truncated or corrupt."
         )
     return np.frombuffer(data, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """``mnist.npz``'s four arrays, or one line naming the file and what is wrong with it."""
+    fix = "write it with numpy.savez(x_train=..., y_train=..., x_test=..., y_test=...)."
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError as err:
+        raise ValueError(f"load_dataset('mnist'): cannot read {path} ({err.strerror}).") from None
+    if start != b"PK\x03\x04":  # np.load would try it as a pickle and say so
+        raise ValueError(
+            f"load_dataset('mnist'): {path} is not a .npz archive (it does not begin as a zip "
+            f"file does); {fix}"
+        )
+    try:
+        with np.load(path) as npz:
+            missing = sorted(set(IDX_FILES) - set(npz.files))
+            arrays = {} if missing else {key: npz[key] for key in IDX_FILES}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, AttributeError) as err:
+        cause = (str(err) or type(err).__name__).splitlines()[0]
+        raise ValueError(
+            f"load_dataset('mnist'): {path} is not a readable .npz archive of arrays "
+            f"({type(err).__name__}: {cause}); {fix}"
+        ) from None
+    if missing:
+        raise ValueError(
+            f"load_dataset('mnist'): {path} lacks the arrays {missing}; it needs x_train, "
+            "y_train, x_test, y_test."
+        )
+    return arrays
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -112,8 +163,11 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _images(x: np.ndarray, split: str) -> np.ndarray:
-    """(n, 28, 28) or (n, 784) or (n, 28, 28, 1) → float32 (n, H, W, 1); integers / 255."""
+def _images(x: np.ndarray, where: str) -> np.ndarray:
+    """(n, 28, 28) or (n, 784) or (n, 28, 28, 1) → float32 (n, H, W, 1); integers / 255.
+    ``where`` names the array in a message (its file)."""
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"load_dataset('mnist'): {where} holds {x.dtype} values, not pixels.")
     scale = 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0
     x = x.astype(np.float32) / scale
     if x.ndim == 2 and round(x.shape[1] ** 0.5) ** 2 == x.shape[1]:
@@ -122,7 +176,7 @@ def _images(x: np.ndarray, split: str) -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise ValueError(f"load_dataset('mnist'): `{split}` has shape {x.shape}; expected images.")
+        raise ValueError(f"load_dataset('mnist'): {where} has shape {x.shape}; expected images.")
     return x
 
 

@@ -245,21 +245,41 @@ class CheckpointHook(Hook):
 
 
 class SigtermHook(Hook):
-    """Preemption: on SIGTERM, save the step and stop (the run resumes from it)."""
+    """Preemption: on SIGTERM, save the step and stop (the run resumes from it).
+
+    One process: a Python handler sets a flag. Several processes: every process must stop at
+    the same step (the save is collective), so the decision is JAX's preemption sync point
+    (``multihost_utils.reached_preemption_sync_point``: JAX's own SIGTERM notifier, agreed on
+    through the coordination service), and no Python handler replaces that notifier. A
+    SIGTERM that reaches only one of the processes then stops them all at one step."""
 
     every = 1
 
     def __init__(self):
+        import jax
+
         self.flag = False
         self.previous = None
-        with contextlib.suppress(ValueError):  # not the main thread: no preemption handling
-            self.previous = signal.signal(signal.SIGTERM, self._set)
+        self.multi = jax.process_count() > 1
+        if not self.multi:
+            with contextlib.suppress(ValueError):  # not the main thread: no preemption handling
+                self.previous = signal.signal(signal.SIGTERM, self._set)
 
     def _set(self, *_):
         self.flag = True
 
+    def _preempted(self, step: int) -> bool:
+        if not self.multi:
+            return self.flag
+        from jax.experimental import multihost_utils
+
+        try:
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        except RuntimeError:  # no preemption sync manager in this JAX set-up
+            return False
+
     def __call__(self, run: Run) -> None:
-        if not self.flag or run.stop:  # an early stop has just saved and ends the run
+        if run.stop or not self._preempted(run.step):  # an early stop has just saved
             return
         # No log line here: the steps since the last one are checkpointed with the state
         # (Run.meta), so the resumed run writes the same records as an uninterrupted one.

@@ -20,16 +20,7 @@ from optlab import config as config_lib
 from optlab.train import artifacts, folder, hooks, losses
 from optlab.train.checkpoint import Checkpointer
 from optlab.train.hooks import NONFINITE_HINT, NonFiniteError
-
-try:  # TEMPORARY until lock.py lands
-    from optlab.train.lock import acquire_run_lock
-except ImportError:
-    import contextlib
-
-    def acquire_run_lock(out):
-        return contextlib.nullcontext()
-
-
+from optlab.train.lock import acquire_run_lock
 from optlab.train.setup import Setup, build_setup
 from optlab.train.step import layer_names
 

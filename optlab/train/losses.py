@@ -73,7 +73,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 def summarize(prefix: str, totals: dict[str, Any], extra: dict[str, Any] | None = None) -> dict:
     """Flat metrics (``<prefix>_loss``, ``_accuracy``, per-class ``_precision_k``…, ``_f1_macro``,
     ``_roc_auc``) from the summed counts of an evaluation pass; ``{}`` for an empty split
-    (``val_fraction=0`` holds out nothing)."""
+    (``val_fraction=0`` holds out nothing).
+
+    An ``extra`` metric that is undefined on this split (NaN: the ROC AUC of a split that
+    holds one class only) is left out: it is not a result, and reporting it as a non-finite
+    value would make a healthy run look diverged."""
     if not totals:
         return {}
     count = max(float(totals["count"]), 1.0)
@@ -92,5 +96,29 @@ def summarize(prefix: str, totals: dict[str, Any], extra: dict[str, Any] | None 
             out[f"{prefix}_f1_{k}"] = float(f1[k])
         out[f"{prefix}_f1_macro"] = float(np.mean(f1))
     if extra:
-        out.update({f"{prefix}_{k}": v for k, v in extra.items()})
+        out.update({f"{prefix}_{k}": v for k, v in extra.items() if not _undefined(v)})
     return out
+
+
+def _undefined(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and bool(np.isnan(value))
+
+
+def metric_names(prefix: str, loss: str, num_classes: int) -> list[str]:
+    """The names ``summarize`` reports for an evaluation pass of a task with this ``loss``
+    and ``num_classes`` (the ROC AUC for two classes, which the evaluation adds), in its
+    order; derived from ``summarize`` itself, so the two cannot disagree.
+
+    Example:
+      >>> metric_names("val", "mse", 0)
+      ['val_loss']
+      >>> metric_names("val", "cross_entropy", 2)[:3], metric_names("val", "cross_entropy", 2)[-1]
+      (['val_loss', 'val_accuracy', 'val_precision_0'], 'val_roc_auc')
+    """
+    totals: dict[str, Any] = {"loss_sum": 0.0, "count": 1.0}
+    extra = {}
+    if loss == "cross_entropy":
+        totals.update(correct=0.0, confusion=np.zeros((num_classes, num_classes)))
+        if num_classes == 2:
+            extra["roc_auc"] = 0.5
+    return list(summarize(prefix, totals, extra))

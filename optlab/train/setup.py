@@ -1,6 +1,7 @@
 """From a RunConfig to the pieces of a run: data iterators, model, optimizer, mesh,
 shardings and the compiled steps. Every user mistake surfaces here as a ConfigError,
-before anything is written to disk."""
+before anything is written to disk (the checks are ``optlab.train.checks``'s and
+``optlab.data.check_dataset``'s)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab import config as config_lib
-from optlab.data import BatchIterator, load_dataset, wrap_iterator
+from optlab.data import BatchIterator, check_dataset, load_dataset, wrap_iterator
 from optlab.data.augment import augment
 from optlab.errors import MissingExtraError
 from optlab.models import LayeredModel, Transformer, create_model
@@ -28,6 +29,7 @@ from optlab.parallel import (
     param_specs,
     shardings,
 )
+from optlab.train import checks
 from optlab.train.matrices import model_matrices
 from optlab.train.pmap_step import PmapAdapter, check_pmap, make_pmap_step, sync_batchnorm
 from optlab.train.spec import StepSpec
@@ -94,6 +96,15 @@ def _err(msg: str) -> config_lib.ConfigError:
     return config_lib.ConfigError(msg)
 
 
+def _fails(fn: Callable) -> bool:
+    """Whether tracing ``fn`` (under ``jax.eval_shape``) raises a TypeError/ValueError."""
+    try:
+        jax.eval_shape(fn)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
 def _layered(model: Any) -> bool:
     """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
     return isinstance(model, LayeredModel)
@@ -132,31 +143,14 @@ def build_setup(
       checkpointed; otherwise a resumed run restarts it. Needs ``--steps``.
     """
 
+    cfg.validate()  # the types, as a config file's are (from Python too)
     cfg, sources = config_lib.resolve_recipe(cfg)
     dc, mc, tc = cfg.data, cfg.model, cfg.train
-    for name, value in (
-        ("data.batch_size", dc.batch_size),
-        ("train.accumulate", tc.accumulate),
-        ("train.log_every", tc.log_every),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise _err(f"{name} must be a positive integer, got {value!r}")
-    if tc.epochs is not None and (not isinstance(tc.epochs, int) or tc.epochs < 1):
-        raise _err(f"train.epochs must be a positive integer, got {tc.epochs!r}")
-    if tc.steps is not None and (not isinstance(tc.steps, int) or tc.steps < 1):
-        raise _err(f"train.steps must be a positive integer, got {tc.steps!r}")
-    if tc.nonfinite not in ("stop", "skip"):
-        raise _err(f"train.nonfinite must be 'stop' or 'skip', got {tc.nonfinite!r}")
-    if tc.tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboardX") is None:
-            raise _err("train.tensorboard needs tensorboardX: pip install 'optlab[tensorboard]'")
+    checks.check_config(cfg)
     if tc.precision not in PRECISIONS:
         raise _err(f"train.precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
-    if not isinstance(tc.remat, bool):
-        raise _err(f"train.remat is a switch (true or false), got {tc.remat!r}")
 
+    own_dataset = dataset is not None
     if dataset is None:
         try:
             dataset = load_dataset(
@@ -164,6 +158,11 @@ def build_setup(
             )
         except (ValueError, MissingExtraError) as err:
             raise _err(f"data.dataset {dc.dataset}: {err}") from err
+    else:
+        try:
+            check_dataset(dataset, "your dataset")
+        except ValueError as err:
+            raise _err(str(err)) from err
     if train_batches is not None and tc.steps is None:
         raise _err("train.steps: training from your own iterator needs a number of steps")
     if mesh is None:
@@ -221,12 +220,14 @@ def build_setup(
     num_outputs = (
         dataset.num_classes if classification else int(np.prod(dataset.y_train.shape[1:]) or 1)
     )
+    checks.check_monitor(cfg, dataset, loss, own_dataset=own_dataset)
     options = dict(mc.options)
     options.setdefault("activation", mc.activation)
     options.setdefault("init", mc.init)
     if tc.precision != "fp32":
         options["dtype"] = PRECISIONS[tc.precision]
     given_variables = None
+    builtin_model = model is None
     if model is None:
         try:
             model = create_model(
@@ -263,21 +264,28 @@ def build_setup(
     batch_sharding = NamedSharding(mesh, batch_spec)
     eval_sharding = NamedSharding(mesh, P("data"))
 
-    def init_fn():
-        key = jax.random.PRNGKey(tc.seed)
+    def init_variables():
         if given_variables is not None:
-            variables = dict(given_variables)
-        else:
-            variables = dict(model.init({"params": key, "dropout": key}, sample, train=False))
+            return dict(given_variables)
+        key = jax.random.PRNGKey(tc.seed)
+        return dict(model.init({"params": key, "dropout": key}, sample, train=False))
+
+    def init_fn():
+        variables = init_variables()
         params = variables.pop("params")
         scale = INITIAL_LOSS_SCALE if tc.precision == "fp16" else 1.0
         return create_state(params, tx.init(params), tc.seed, variables, loss_scale=scale)
 
     try:
         abstract = jax.eval_shape(init_fn)
-    except ValueError as err:  # the optimizer's init rejects these params (e.g. Muon)
-        shown = config_lib.optimizer_name(cfg.optimizer.optimizer)
-        raise _err(f"optimizer.optimizer {shown}: {str(err).splitlines()[0]}") from err
+    except (TypeError, ValueError) as err:  # the model's options, or the optimizer's init
+        model_failed = _fails(init_variables)  # (e.g. Muon rejects these params)
+        if model_failed and not builtin_model:
+            raise  # your own model's init: its traceback is the help
+        raise checks.init_error(cfg, err, model_failed=model_failed) from err
+    # The safety net for arguments of a wrong type: both traced once, nothing compiled.
+    checks.check_schedule(cfg, learning_rate)
+    checks.check_optimizer(cfg, tx, abstract, obj_fn=tc.parallel != "pmap")
     state_sharding = _state_shardings(abstract, tx, mesh, tc.strategy)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
