@@ -245,32 +245,19 @@ def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
 
 def output_folder(raw: str | None, default: str) -> pathlib.Path:
     """``--out`` of a command that writes tables and plots (sweep, lr-find), checked before
-    the work (nothing written), so that a bad folder is one line at once, not a traceback at
-    the end: not ``""``, not a file, not below a file, not on a read-only filesystem."""
-    import os
+    the work (nothing written) as ``optlab train`` checks its own
+    (``optlab.train.folder.check_out``), so that a bad folder is one line at once, not a
+    traceback at the end."""
+    from optlab.train import folder
 
-    if raw is not None and not raw.strip():
-        raise ConfigError(f"--out must name a folder, got {raw!r}; e.g. --out {default}")
-    out = pathlib.Path(raw or default)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: {out} is a file, not a folder; choose a folder")
-    for parent in (out, *out.absolute().parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out: {parent} is a file, so {out} cannot be a folder")
-            if not os.access(parent, os.W_OK):
-                raise ConfigError(f"--out: cannot write to {parent}; choose a writable folder")
-            break
-    return out
+    return folder.check_out(default if raw is None else raw, example=default)
 
 
 def make_folder(out: pathlib.Path) -> None:
     """Creates ``output_folder``'s folder, or one line naming it and the cause."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        cause = err.strerror or str(err)
-        raise ConfigError(f"--out: cannot create {out} ({cause}); choose another folder") from None
+    from optlab.train import folder
+
+    folder.create(out)
 
 
 def import_from_cwd() -> None:

@@ -73,7 +73,7 @@ def strict(record: Any) -> Any:
     found: list[str] = []
 
     def clean(x: Any, where: str) -> Any:
-        if hasattr(x, "tolist") and not isinstance(x, str):
+        if hasattr(x, "tolist"):  # NumPy and JAX scalars and arrays
             x = x.tolist()
         if isinstance(x, float) and not math.isfinite(x):
             found.append(where)

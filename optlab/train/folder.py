@@ -34,33 +34,44 @@ CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
 
 
-def check_out(out: Any) -> pathlib.Path:
-    """``--out`` as a path, refused in one line when no run folder can live there. Writes
-    nothing."""
+def check_out(out: Any, example: str = "runs/first") -> pathlib.Path:
+    """``--out`` as a path, refused in one line when no folder can be written there: ``""``,
+    a file, below a file, or below a folder that is not writable (a read-only filesystem).
+    Writes nothing. Shared by ``optlab train`` and the commands that write tables (sweep,
+    lr-find)."""
     if not isinstance(out, str | os.PathLike) or not str(out).strip():
-        raise ConfigError(f"--out must name a folder, got {out!r}; e.g. --out runs/first")
+        raise ConfigError(f"--out must name a folder, got {out!r}; e.g. --out {example}")
     path = pathlib.Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out: {path} is a file, not a folder; choose a folder")
-    for parent in path.absolute().parents:
+    for parent in (path, *path.absolute().parents):
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"--out: {parent} is a file, so {path} cannot be a folder")
+            _check_writable(parent)
             break
     return path
 
 
 def create(out: pathlib.Path) -> None:
-    """Creates the folder and checks that it is writable, or one line naming the path and the
-    cause (read-only filesystem, no permission, disk full). Nothing else is written."""
+    """Creates the folder, or one line naming the path and the cause (read-only filesystem,
+    no permission, disk full). Nothing else is written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if not os.access(out, os.W_OK):  # access(2) reports EROFS even for root
-            raise OSError(errno.EROFS if _read_only(out) else errno.EACCES, "not writable")
     except OSError as err:
-        cause = os.strerror(err.errno) if err.errno else str(err)
-        hint = "free space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "a writable folder"
-        raise ConfigError(f"--out: cannot write to {out} ({cause}); choose {hint}") from None
+        _refuse(out, err)
+    _check_writable(out)
+
+
+def _check_writable(folder: pathlib.Path) -> None:
+    if not os.access(folder, os.W_OK):  # access(2) reports EROFS even for root
+        _refuse(folder, OSError(errno.EROFS if _read_only(folder) else errno.EACCES, ""))
+
+
+def _refuse(folder: pathlib.Path, err: OSError) -> None:
+    cause = os.strerror(err.errno) if err.errno else str(err)
+    hint = "free space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "a writable folder"
+    raise ConfigError(f"--out: cannot write to {folder} ({cause}); choose {hint}") from None
 
 
 def _read_only(path: pathlib.Path) -> bool:
@@ -142,9 +153,7 @@ def read_config(out: pathlib.Path) -> dict | None:
         raise ConfigError(f"--out: {path} is a folder; remove it (config.json is a file)")
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, ValueError):  # missing, unreadable; UnicodeDecodeError is a ValueError
         return None
     return raw if isinstance(raw, dict) else None
 
@@ -156,10 +165,8 @@ def check_identity(out: pathlib.Path, new: dict) -> str | None:
         return None  # nothing to protect: a fresh folder, or a run that never checkpointed
     raw = read_config(out)
     note = None
-    if raw is not None:
+    if raw is not None:  # a config.json written before the digest was recorded: no digest
         old = identity(raw, raw.get("data_digest", new["data_digest"]))
-        if "data_digest" not in raw:  # written before the digest was recorded
-            old["data_digest"] = new["data_digest"]
     else:
         old = checkpoint_identity(out)
         if old is None:

@@ -256,8 +256,6 @@ class SigtermHook(Hook):
     every = 1
 
     def __init__(self):
-        import jax
-
         self.flag = False
         self.previous = None
         self.multi = jax.process_count() > 1

@@ -165,18 +165,18 @@ def run(
 ) -> RunResult:
     """Like ``train``, also returning the final ``TrainState``."""
     cfg = cfg or config_lib.RunConfig()
-    folder.check_out(cfg.out)
+    out = folder.check_out(cfg.out)
     setup = build_setup(  # validates everything before touching the disk
         cfg, mesh=mesh, model=model, dataset=dataset, train_batches=train_batches
     )
-    cfg = setup.cfg  # the recipe's values filled in
-    out = folder.check_out(cfg.out)
+    cfg = setup.cfg  # the recipe's values filled in (cfg.out is never a recipe's)
     is_writer = jax.process_index() == 0
     identity = folder.identity(
         cfg.to_dict(), folder.data_digest(setup.dataset if train_batches is None else None)
     )
     if is_writer:
-        folder.check_identity(out, identity)  # a different run is refused untouched
+        # a different run is refused before the lock file is touched (checked again under it)
+        folder.check_identity(out, identity)
         folder.create(out)
     with acquire_run_lock(out):
         return _run_locked(cfg, setup, out, is_writer, identity, progress)
