@@ -1,4 +1,5 @@
-"""Wrappers around any optimizer: Lookahead, an EMA of the weights, and spike skipping.
+"""Wrappers around any optimizer: Lookahead, an EMA of the weights, and spike skipping
+(``optlab.optimizers._skip_spikes``, re-exported here).
 
 Each wraps an ``optax.GradientTransformation`` (extra arguments such as ``value=`` pass
 through to it) and returns a plain ``optax.GradientTransformationExtraArgs`` on the params
@@ -17,9 +18,19 @@ import jax.numpy as jnp
 import optax
 
 from optlab import _validation
-from optlab.optimizers._base import abs_sq, check_like, init_count, next_count, scalar_like
-
-SPIKE_METRICS = ("loss", "grad_norm")
+from optlab.optimizers._base import check_like, init_count, next_count, scalar_like
+from optlab.optimizers._skip_spikes import (  # noqa: F401  (re-exported)
+    SkipSpikesState,
+    skip_spikes,
+)
+from optlab.optimizers._wrapper_base import (
+    _apply,
+    _copy,
+    _debiased_weight,
+    _inner,
+    _need_params,
+    _where,
+)
 
 
 def _has_evaluation_point(x: Any) -> bool:
@@ -84,54 +95,6 @@ def evaluation_point(opt_state: Any, params: Any) -> Any:
     for node in reversed(_state_nodes(opt_state)):
         point = node.evaluation_point(point)
     return point
-
-
-def _inner(tx: Any, owner: str, name: str) -> optax.GradientTransformationExtraArgs:
-    if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        _validation.fail(
-            owner,
-            name,
-            tx,
-            "an optax.GradientTransformation",
-            "Pass e.g. optlab.adam(1e-3) or optax.sgd(0.1).",
-        )
-    return optax.with_extra_args_support(tx)
-
-
-def _copy(params: Any, dtype: Any = None) -> Any:
-    """A fresh buffer per leaf (state and params must not alias: a trainer donates both)."""
-    return jax.tree.map(lambda p: jnp.array(p, dtype=dtype or p.dtype, copy=True), params)
-
-
-def _where(cond: jax.Array, new: Any, old: Any) -> Any:
-    """Leafwise ``new if cond else old`` (a traced cond: no recompilation)."""
-    return jax.tree.map(lambda n, o: jnp.where(cond, n, o).astype(jnp.asarray(n).dtype), new, old)
-
-
-def _need_params(owner: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner}: `update` needs `params` (tx.update(grads, state, params)); the "
-            "wrapper forms θ + u from them."
-        )
-
-
-def _debiased_weight(decay: Any, n: jax.Array, dtype: Any) -> jax.Array:
-    """w_n = (1 − β)/(1 − β^n), the weight of the n-th value in a bias-corrected EMA
-    (w_1 = 1). At β = 1 (a traced β rounded up, e.g. 0.999 in bfloat16) its limit 1/n: the
-    uniform average, instead of 0/0."""
-    beta = jnp.asarray(decay, dtype)
-    n = jnp.asarray(n).astype(dtype)
-    safe = jnp.where(beta == 1, jnp.zeros_like(beta), beta)
-    return jnp.where(beta == 1, 1 / n, (1 - safe) / (1 - safe**n))
-
-
-def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
-    """θ + u in θ's dtype, as ``optax.apply_updates``."""
-    return jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
-
-
-# ----------------------------------------------------------------------------- lookahead
 
 
 class LookaheadState(NamedTuple):
@@ -431,146 +394,3 @@ def ema_params(
 
 
 # --------------------------------------------------------------------------- skip_spikes
-
-
-class SkipSpikesState(NamedTuple):
-    """``inner_state``: the wrapped optimizer's state (unchanged by a skipped step);
-    ``mean``, ``var``: μ, σ², the running mean and variance of the metric over the accepted
-    steps; ``count``: update calls; ``skipped``: how many of them were skipped."""
-
-    inner_state: Any
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-    skipped: jax.Array
-
-
-def _stats_dtype(params: Any) -> Any:
-    """The widest real dtype of the params, at least float32."""
-    dtype = jnp.dtype(jnp.float32)
-    for leaf in jax.tree.leaves(params):
-        if jnp.issubdtype(leaf.dtype, jnp.inexact):
-            dtype = jnp.promote_types(dtype, jnp.finfo(leaf.dtype).dtype)
-    return dtype
-
-
-def _global_norm(tree: Any, dtype: Any) -> jax.Array:
-    """‖g‖₂ over all leaves, summed in ``dtype`` (float32 at least: no bfloat16 overflow)."""
-    total = jnp.zeros([], dtype)
-    for leaf in jax.tree.leaves(tree):
-        total = total + jnp.sum(abs_sq(leaf).astype(dtype))
-    return jnp.sqrt(total)
-
-
-def skip_spikes(
-    optimizer: optax.GradientTransformation,
-    k: float = 6.0,
-    decay: float = 0.99,
-    warmup: int = 50,
-    *,
-    metric: str = "loss",
-) -> optax.GradientTransformationExtraArgs:
-    r"""``optimizer``, skipping the steps whose loss or gradient norm spikes.
-
-    ::
-
-        x_t ← the loss (update's ``value=``)  or  ‖g_t‖₂ (the global norm of the gradients)
-        skip step t  if  x_t is not finite,  or  t > warmup and n ≥ 1 and x_t > μ + k·σ
-        accepted:  u_t ← optimizer's update;  n ← n + 1,  w ← (1 − β)/(1 − β^n)
-                   δ ← x_t − μ;  μ ← μ + w·δ;  σ² ← (1 − w)·(σ² + w·δ²)
-        skipped:   u_t ← 0;  the optimizer's state, μ, σ² stay as they are
-
-    Symbols → arguments: k = ``k``, β = ``decay``, ``warmup`` (steps counted from 1; none of
-    the first ``warmup`` is skipped unless non-finite), ``metric`` ∈ {"loss", "grad_norm"};
-    n: the accepted steps so far. μ and σ² are the exponentially weighted mean and
-    (population) variance of the accepted x's, with weight β^{n−i} on the i-th of them
-    (West's incremental weighted statistics; w_1 = 1, so no bias towards 0 at the start).
-    This is the spike skipping of large-model trainers (PaLM restarts before a spike and
-    skips its batches; OLMo skips a step whose loss or gradient norm is more than 6 standard
-    deviations above a running window of earlier ones); optax and torch.optim have none.
-
-    A NaN or ±inf metric is always skipped: it would poison μ and σ² (all later tests would
-    be false) and the weights. A skipped step leaves the weights, and hence the next
-    gradient on the same batch, as they were: with a deterministic objective a skip repeats
-    forever, and a lasting rise of the metric (say by more than k·σ) is skipped from then on,
-    since the statistics learn from accepted steps only. ``state.skipped`` counts the skips
-    (log it); raise k, or re-initialize the wrapper's statistics, if it grows steadily.
-
-    Args:
-      optimizer: the wrapped optimizer (an ``optax.GradientTransformation``).
-      k: the threshold in standard deviations, > 0.
-      decay: β in [0, 1), the statistics' decay.
-      warmup: the first steps, ≥ 0, that are never skipped (for a finite metric).
-      metric: ``"loss"`` (``update(..., value=loss)`` required) or ``"grad_norm"``.
-
-    Returns:
-      An ``optax.GradientTransformationExtraArgs``; with ``metric="loss"`` its ``update``
-      needs ``value=`` (the loss at the params the gradients were taken at).
-
-    Example:
-      >>> import jax.numpy as jnp, optax
-      >>> from optlab.optimizers._wrappers import skip_spikes
-      >>> tx = skip_spikes(optax.sgd(0.1), k=3.0, warmup=3)
-      >>> params = jnp.zeros(2)
-      >>> state = tx.init(params)
-      >>> for loss in (1.0, 1.1, 0.9, 1.0, 50.0):
-      ...     updates, state = tx.update(jnp.ones(2), state, params, value=jnp.asarray(loss))
-      >>> print(int(state.skipped), updates)  # the loss of 50 is skipped: zero update
-      1 [0. 0.]
-
-    References:
-      Chowdhery et al., "PaLM: scaling language modeling with pathways", JMLR 2023 (§5.1,
-      loss spikes); Groeneveld et al., "OLMo: accelerating the science of language models",
-      ACL 2024, and OLMo 2 (2024); West, "Updating mean and variance estimates: an improved
-      method", Commun. ACM 22(9), 1979.
-    """
-    _validation.check_choice("skip_spikes", "metric", metric, SPIKE_METRICS)
-    if _validation.is_concrete_number(k) and not k > 0:
-        _validation.fail("skip_spikes", "k", k, "> 0", "Large-model trainers use k = 6.")
-    _validation.check_unit_interval("skip_spikes", "decay", decay, "Typical values: 0.99.")
-    if isinstance(warmup, bool) or (
-        isinstance(warmup, numbers.Number)
-        and not (isinstance(warmup, numbers.Integral) and warmup >= 0)
-    ):
-        _validation.fail("skip_spikes", "warmup", warmup, "an integer >= 0", "Use e.g. 50 steps.")
-    inner = _inner(optimizer, "skip_spikes", "optimizer")
-
-    def init_fn(params):
-        dtype = _stats_dtype(params)
-        zero = jnp.zeros([], dtype)
-        return SkipSpikesState(inner.init(params), zero, zero, init_count(), init_count())
-
-    def update_fn(updates, state, params=None, **extra_args):
-        dtype = state.mean.dtype
-        if metric == "loss":
-            value = extra_args.get("value")
-            if value is None:
-                raise ValueError(
-                    "skip_spikes(metric='loss'): `update` needs the loss as `value=`: "
-                    "tx.update(grads, state, params, value=loss). Use metric='grad_norm' "
-                    "to judge the gradient norm instead."
-                )
-            if jnp.ndim(value) != 0:
-                raise ValueError(
-                    f"skip_spikes: `value` must be a scalar loss, got shape {jnp.shape(value)}."
-                )
-            x = jnp.asarray(value).astype(dtype)
-        else:
-            x = _global_norm(updates, dtype)
-        n = state.count - state.skipped  # accepted steps so far
-        threshold = state.mean + jnp.asarray(k, dtype) * jnp.sqrt(state.var)
-        accept = jnp.isfinite(x) & ((state.count < warmup) | (n == 0) | (x <= threshold))
-
-        new_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-        new_updates = jax.tree.map(lambda u: jnp.where(accept, u, jnp.zeros_like(u)), new_updates)
-        inner_state = _where(accept, inner_state, state.inner_state)
-
-        w = _debiased_weight(decay, n + 1, dtype)
-        delta = jnp.where(accept, x - state.mean, 0)  # 0 keeps NaN/inf out of the stats
-        mean = jnp.where(accept, state.mean + w * delta, state.mean)
-        var = jnp.where(accept, (1 - w) * (state.var + w * delta * delta), state.var)
-        skipped = state.skipped + jnp.where(accept, 0, 1).astype(state.skipped.dtype)
-        new_state = SkipSpikesState(inner_state, mean, var, next_count(state.count), skipped)
-        return new_updates, new_state
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
