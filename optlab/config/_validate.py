@@ -29,6 +29,24 @@ from typing import Any
 from optlab.errors import ConfigError
 
 INT64 = 2**63  # whole numbers must fit in a signed 64-bit integer (JAX's and NumPy's)
+# jax.random.PRNGKey keeps a seed's low 32 bits (with 64-bit mode off, as optlab runs):
+# 2**32 + 5 gives the key of 5, and -1 that of 2**32 - 1. NumPy's generators refuse a
+# negative seed. So a seed is a whole number in [0, 2**32), each giving its own run.
+SEED_LIMIT = 2**32
+
+
+def check_seed(seed: Any, where: str = "") -> None:
+    """Refuses a seed that is not a whole number in ``[0, SEED_LIMIT)``."""
+    whole = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+    if not whole or not 0 <= int(seed) < SEED_LIMIT:
+        raise ConfigError(
+            f"{where + ': ' if where else ''}train.seed must be a whole number in "
+            f"[0, 2**32), got {shown(seed)}: jax.random.PRNGKey keeps only a seed's low 32 "
+            "bits (2**32 would train exactly as seed 0) and NumPy refuses negative seeds; "
+            "e.g. train.seed 0"
+        )
+
+
 _SHOWN = 60  # characters of a value's repr shown in a message
 
 
@@ -172,6 +190,8 @@ def check_section(section: Any, name: str, hints: dict[str, Any], where: str = "
                 )
             continue
         check_value(f"{name}.{field.name}", value, hints[field.name], where)
+        if name == "train" and field.name == "seed":
+            check_seed(value, where)
 
 
 def check_out(out: Any, where: str = "") -> None:

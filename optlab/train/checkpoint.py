@@ -130,7 +130,14 @@ class Checkpointer:
                     keep_checkpoints_without_metrics=False,
                 )
             )
+        best = {}
+        if best_metric is not None:
+            # orbax writes a step's metrics to disk (and reads them back when the folder
+            # is reopened) only when ``best_fn`` is set; without it a resumed run's
+            # best-by-metric slot would hold nothing and its best checkpoint be deleted
+            best = {"best_fn": lambda m: m[best_metric], "best_mode": best_mode}
         options = ocp.CheckpointManagerOptions(
+            **best,
             create=not read_only,
             read_only=read_only,
             enable_async_checkpointing=async_save,

@@ -246,7 +246,10 @@ def describe(err: OSError) -> str:
     if err.errno is None:
         return str(err)
     name = errno.errorcode.get(err.errno, str(err.errno))
-    return f"{err.strerror or os.strerror(err.errno)} ({name})"
+    standard, text = os.strerror(err.errno), err.strerror or os.strerror(err.errno)
+    if text.startswith(standard):  # the standard words, then the code, then any detail
+        return f"{standard} ({name}){text[len(standard) :]}"
+    return f"{text} ({name})"
 
 
 def write_error(
@@ -281,11 +284,14 @@ def write_error(
 class _OrbaxWriteErrors(logging.Filter):
     """Drops the records of a failed checkpoint write (an ``OSError``, which
     ``Checkpointer`` reports in one line itself) that orbax logs, or asyncio logs for
-    orbax's writes, and of orbax's threads timing out; every other record passes."""
+    orbax's writes, and of orbax's threads timing out, and orbax's warning that a save
+    between evaluations has no metrics; every other record passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if f"{os.sep}orbax{os.sep}" in record.pathname:
+            if record.getMessage().startswith("Requested `tracked_metric`"):
+                return False  # a save between evaluations, which has no metrics: by design
             if error is None:
                 return not (record.levelno >= logging.ERROR and "Errno" in record.getMessage())
             return os_cause(error) is None and not isinstance(error, TimeoutError)

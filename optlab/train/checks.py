@@ -25,13 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from optlab import config as config_lib
+from optlab.config._validate import SEED_LIMIT, check_seed
 from optlab.errors import ConfigError
 from optlab.train import losses
 
-# jax.random.PRNGKey keeps a seed's low 32 bits (with 64-bit mode off, as optlab runs):
-# 2**32 + 5 gives the key of 5, and -1 that of 2**32 - 1. NumPy's generators refuse a
-# negative seed. So a seed is a whole number in [0, 2**32), each giving its own run.
-SEED_LIMIT = 2**32
 CHOICES = {"train.nonfinite": ("stop", "skip")}
 # field -> (optional, what it means: the fix's words)
 _POSITIVE = {
@@ -71,13 +68,7 @@ def check_config(cfg: config_lib.RunConfig) -> None:
             continue
         if not is_whole(value) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r} ({meaning})")
-    seed = cfg.train.seed
-    if not is_whole(seed) or not 0 <= seed < SEED_LIMIT:
-        raise ConfigError(
-            f"train.seed must be a whole number in [0, 2**32), got {seed!r}: jax.random.PRNGKey "
-            "keeps only a seed's low 32 bits (2**32 would train exactly as seed 0) and NumPy "
-            "refuses negative seeds; e.g. train.seed 0"
-        )
+    check_seed(cfg.train.seed)
     fraction = cfg.data.val_fraction
     if (
         isinstance(fraction, bool)

@@ -219,7 +219,8 @@ class EvalHook(Hook):
         run.flush()
         val = self.evaluate(run.setup, run.host_state, "val")
         run.last_val = (run.step, val)
-        run.write({"step": run.step, "epoch": run.step / run.setup.steps_per_epoch, **val})
+        if val:  # no validation split: no record of nothing
+            run.write({"step": run.step, "epoch": run.step / run.setup.steps_per_epoch, **val})
         current = val.get(self.monitor)
         if current is not None:
             best = run.progress["best"]
