@@ -114,6 +114,7 @@ class Checkpointer:
         self.best_metric, self.read_only = best_metric, read_only
         self._verified = read_only  # nothing is saved, so no retention to protect
         self._failed: CheckpointWriteError | None = None
+        self._failed_step: int | None = None
         self._in_flight: int | None = None  # the step of the save orbax may still write
         self._closed = False
         files.silence_orbax_write_errors()
@@ -282,6 +283,7 @@ class Checkpointer:
             self._failed = files.write_error(
                 step, self.directory, cause, max(previous) if previous else None
             )
+            self._failed_step = step
             self._in_flight = None
             _settle_orbax_threads()
             if _primary():
@@ -356,6 +358,8 @@ class Checkpointer:
             else:
                 with contextlib.suppress(Exception):
                     self.manager.close()
+                if _primary() and self._failed_step is not None:
+                    files.remove_temporaries_settled(self.directory, self._failed_step)
 
 
 def _settle_orbax_threads(timeout: float = 30.0) -> None:

@@ -27,6 +27,7 @@ import pathlib
 import re
 import shutil
 import sys
+import time
 
 import jax
 import numpy as np
@@ -140,6 +141,22 @@ def remove_temporaries(directory: pathlib.Path, step: int | None = None) -> list
                 _remove(path)
                 removed.append(path.name)
     return removed
+
+
+def remove_temporaries_settled(
+    directory: pathlib.Path, step: int, *, quiet: float = 0.5, timeout: float = 10.0
+) -> None:
+    """``remove_temporaries(directory, step)`` until the folder stays gone for ``quiet``
+    seconds (or ``timeout`` passed): after a failed save, tensorstore may still finish
+    writes of the other items in its own threads, which neither orbax's ``close`` nor its
+    futures wait for, and it creates the folders of a file it writes."""
+    deadline, last_seen = time.monotonic() + timeout, time.monotonic()
+    while time.monotonic() < deadline:
+        if remove_temporaries(directory, step) or any(directory.glob(f"{step}{TEMPORARY}*")):
+            last_seen = time.monotonic()
+        elif time.monotonic() - last_seen >= quiet:
+            return
+        time.sleep(0.05)
 
 
 def probe(directory: pathlib.Path, nbytes: int = 0) -> None:
