@@ -80,6 +80,7 @@ def test_out_on_a_read_only_filesystem_is_one_line(tmp_path, capsys, monkeypatch
             subprocess.run(["umount", str(ro)], check=True)
 
 
+@pytest.mark.slow  # several trainer runs into one folder
 def test_resume_on_other_data_is_refused(tmp_path):
     cfg = _cfg(tmp_path, "--dataset", "spirals")
     loop.run(cfg, dataset=load_dataset("spirals", seed=1), progress=False)
@@ -92,6 +93,7 @@ def test_resume_on_other_data_is_refused(tmp_path):
     assert result.summary["steps"] == 9
 
 
+@pytest.mark.slow  # several trainer runs into one folder
 @pytest.mark.parametrize("damage", ["deleted", "garbage", "not_utf8"])
 def test_a_lost_config_json_is_no_license_for_another_run(tmp_path, capsys, damage):
     loop.run(_cfg(tmp_path), progress=False)
@@ -107,6 +109,7 @@ def test_a_lost_config_json_is_no_license_for_another_run(tmp_path, capsys, dama
     assert json.loads(path.read_text())["optimizer"]["optimizer"] == "adam"
 
 
+@pytest.mark.slow  # several trainer runs into one folder
 def test_a_run_that_never_checkpointed_is_not_protected(tmp_path):
     loop.run(_cfg(tmp_path), progress=False)
     for step in (tmp_path / "checkpoints").iterdir():  # as if it crashed before any save
@@ -165,6 +168,7 @@ def test_a_finished_run_run_again_keeps_its_summary(tmp_path):
     assert again.summary["train_loss"] == json.loads(first)["train_loss"] is not None
 
 
+@pytest.mark.slow  # several trainer runs into one folder
 def test_a_run_killed_before_its_summary_summarizes_as_the_uninterrupted(tmp_path):
     want = loop.run(_cfg(tmp_path), progress=False).summary
     (tmp_path / "summary.json").unlink()  # killed after the last checkpoint
