@@ -28,6 +28,8 @@ COMMANDS = {
     "doctor": "doctor",
     "lr-find": "lr_find",
     "sweep": "sweep",
+    "prepare-text": "prepare_text",
+    "generate": "generate",
 }
 
 

@@ -24,6 +24,8 @@ from optlab.errors import ConfigError
 FIELDS = {
     "dataset": ("data", "dataset"),
     "data_dir": ("data", "data_dir"),
+    "tokenizer": ("data", "tokenizer"),
+    "vocab_size": ("data", "vocab_size"),
     "batch_size": ("data", "batch_size"),
     "val_fraction": ("data", "val_fraction"),
     "mode": ("data", "mode"),
@@ -92,9 +94,15 @@ def add_run_config_args(p: argparse.ArgumentParser) -> None:
     a(
         "--dataset",
         help="digits, mnist1d, mnist (needs --data-dir), mnist5k, synthetic_linear, "
-        "synthetic_logistic, spirals",
+        "synthetic_logistic, spirals; for --model gpt: pystdlib, text or tokens (--data-dir)",
     )
-    a("--data-dir", help="folder holding local MNIST files (IDX or mnist.npz)")
+    a(
+        "--data-dir",
+        help="folder holding local MNIST files (IDX or mnist.npz); the text file or folder of "
+        "--dataset text; the prepare-text folder of --dataset tokens",
+    )
+    a("--tokenizer", choices=["byte", "bpe"], help="token data from text: byte (256) or bpe")
+    a("--vocab-size", type=int, help="the BPE vocabulary to train (default 1024)")
     a("--batch-size", type=int, help="examples per step (default 64)")
     a(
         "--batch-growth",

@@ -149,7 +149,7 @@ def resolve_optimizer(name: Any) -> Any:
 
 
 def assemble(
-    cfg: OptimizerConfig, tx: Any, learning_rate: Any, weight_decay: Any
+    cfg: OptimizerConfig, tx: Any, learning_rate: Any, weight_decay: Any, decay_mask: Any = None
 ) -> optax.GradientTransformationExtraArgs:
     """The trainer's chain around the optimizer ``tx``: clipping, then ``tx``, then
     decoupled weight decay at the same α_t (unless the optimizer is AdamW, which decays
@@ -163,7 +163,11 @@ def assemble(
     if cfg.optimizer != "adamw" and (
         not isinstance(weight_decay, int | float) or weight_decay != 0
     ):
-        parts.append(optlab.decoupled_weight_decay(weight_decay, learning_rate=learning_rate))
+        parts.append(
+            optlab.decoupled_weight_decay(
+                weight_decay, learning_rate=learning_rate, mask=decay_mask
+            )
+        )
     tx = parts[0] if len(parts) == 1 else optax.chain(*parts)
     return tx if cfg.state_dtype is None else optlab.with_state_dtype(tx, cfg.state_dtype)
 
@@ -181,13 +185,16 @@ def matrix_dimension_numbers(axes: Any) -> Any:
 
 
 def build_optimizer(
-    cfg: OptimizerConfig, total_steps: int, *, matrices: Any = None
+    cfg: OptimizerConfig, total_steps: int, *, matrices: Any = None, decay_mask: Any = None
 ) -> tuple[Any, Any]:
     """(transformation, learning_rate) from the config: clipping, then the optimizer with
     its schedule, then weight decay (AdamW's own, else decoupled after the step).
 
     ``matrices``: the model's ``optlab.models.matrix_axes`` tree, given to an optimizer
-    that takes ``muon_weight_dimension_numbers`` (Muon) unless ``optimizer.args`` sets it."""
+    that takes ``muon_weight_dimension_numbers`` (Muon) unless ``optimizer.args`` sets it.
+    ``decay_mask``: which parameters weight decay applies to (a pytree of bools or a
+    function of the params; the language models' excludes LayerNorm scales, biases and
+    embeddings), unless ``optimizer.args`` gives AdamW its own ``mask``."""
     learning_rate = build_schedule(cfg, total_steps)
     factory = resolve_optimizer(cfg.optimizer)
     shown = optimizer_name(cfg.optimizer)
@@ -197,6 +204,8 @@ def build_optimizer(
             args[MATRIX_ARGUMENT] = matrix_dimension_numbers(matrices)
     if cfg.weight_decay and cfg.optimizer == "adamw":
         args["weight_decay"] = cfg.weight_decay
+        if decay_mask is not None:
+            args.setdefault("mask", decay_mask)
     try:
         tx = _call_with(shown, "optimizer.args", factory, {"learning_rate": learning_rate}, args)
     except ConfigError:
@@ -213,4 +222,4 @@ def build_optimizer(
         raise ConfigError(
             f"optimizer.state_dtype: unknown {cfg.state_dtype!r}; use float32, bfloat16 or float16"
         )
-    return assemble(cfg, tx, learning_rate, cfg.weight_decay), learning_rate
+    return assemble(cfg, tx, learning_rate, cfg.weight_decay, decay_mask), learning_rate

@@ -85,6 +85,35 @@ for _dataset in ("synthetic_linear", "synthetic_logistic", "spirals"):
     for _model in ("mlp", "cnn", "transformer"):
         _TABLE[_dataset, _model] = ({}, _NOT_MEASURED, _GENERIC)
 
+# nanoGPT's CPU scale (Karpathy, nanoGPT README "I only have a macbook" and
+# config/train_shakespeare_char.py): 4 layers, 4 heads, 128 wide, block 64, batch 12,
+# dropout 0; AdamW with lr 1e-3, beta2 0.99, weight decay 0.1 (not on LayerNorm scales,
+# biases and embeddings), gradients clipped at 1.0, warm-up 100 steps then cosine to 1e-4.
+_LM = {
+    "model.options.n_layer": 4,
+    "model.options.n_head": 4,
+    "model.options.d_model": 128,
+    "model.options.block_size": 64,
+    "model.options.dropout": 0.0,
+    "data.batch_size": 12,
+    "optimizer.optimizer": "adamw",
+    "optimizer.learning_rate": 1e-3,
+    "optimizer.args": {"b2": 0.99},
+    "optimizer.weight_decay": 0.1,
+    "optimizer.clip_norm": 1.0,
+    "optimizer.schedule": "cosine_decay",
+    "optimizer.schedule_args": {"warmup_steps": 100, "alpha": 0.1},
+    "train.steps": 2000,
+    "train.epochs": None,
+    "train.log_every": 50,
+    "train.eval_every": 250,
+    "train.checkpoint_every": 500,
+    "train.monitor": "val_loss",
+}
+_NANOGPT = "nanoGPT's CPU recipe (shakespeare_char at laptop scale)"
+for _dataset in ("pystdlib", "text", "tokens"):
+    _TABLE[_dataset, "gpt"] = (dict(_LM), _NOT_MEASURED, _NANOGPT)
+
 RECIPES: Mapping[tuple[str, str], Recipe] = MappingProxyType(
     {
         key: Recipe(key[0], key[1], MappingProxyType(values), expected, source)

@@ -68,9 +68,18 @@ class DataConfig(_Section):
 
     dataset: str = "digits"
     """A built-in dataset: digits, mnist1d, mnist (needs ``data_dir``), mnist5k (needs the
-    ``data`` extra), synthetic_linear, synthetic_logistic, spirals."""
+    ``data`` extra), synthetic_linear, synthetic_logistic, spirals; or token data for a
+    language model: pystdlib (the Python standard library's sources), text (a text file or
+    folder at ``data_dir``), tokens (a folder of ``train.bin``/``val.bin``/``test.bin`` made by
+    ``optlab prepare-text``, at ``data_dir``)."""
     data_dir: str | None = None
-    """Folder holding local MNIST files (IDX or ``mnist.npz``)."""
+    """Folder holding local MNIST files (IDX or ``mnist.npz``); the text or token folder of
+    ``text`` and ``tokens``."""
+    tokenizer: str = "byte"
+    """Token data from text: ``byte`` (UTF-8 bytes, vocabulary 256) or ``bpe`` (a byte-level
+    BPE trained on the training split, saved in the run folder)."""
+    vocab_size: int | None = None
+    """The BPE vocabulary to train (``tokenizer: bpe``; default 1024)."""
     batch_size: int = 64
     """Examples per update (per micro-batch with ``train.accumulate``)."""
     val_fraction: float = 0.1

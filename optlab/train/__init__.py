@@ -10,6 +10,7 @@ Five lines::
     print(train(cfg)["test_accuracy"])
 """
 
+from optlab.train.generate import generate
 from optlab.train.loop import NonFiniteError, RunResult, evaluate, restore_run, run, train
 from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
@@ -22,6 +23,7 @@ __all__ = [
     "TrainState",
     "create_state",
     "evaluate",
+    "generate",
     "make_eval_step",
     "make_train_step",
     "restore_run",

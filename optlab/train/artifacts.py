@@ -23,6 +23,8 @@ from typing import Any
 IDENTITY = {
     "data": (
         "dataset",
+        "tokenizer",
+        "vocab_size",
         "batch_size",
         "val_fraction",
         "mode",

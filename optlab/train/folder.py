@@ -18,6 +18,7 @@ run it belongs to, even when ``config.json`` was deleted or damaged. Rules:
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from optlab import config as config_lib
 from optlab.config import is_import_path
 from optlab.errors import ConfigError
 from optlab.train import artifacts
@@ -86,6 +88,8 @@ def data_digest(dataset: Any) -> str | None:
     with other examples, labels or order differ. None when there is no dataset to hash."""
     if dataset is None:
         return None
+    if isinstance(getattr(dataset, "digest", None), str):  # token data: its own digest
+        return dataset.digest
     h = hashlib.blake2b(digest_size=16)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         a = getattr(dataset, name, None)
@@ -98,10 +102,17 @@ def data_digest(dataset: Any) -> str | None:
     return h.hexdigest()
 
 
+@functools.cache
+def _defaults() -> dict:
+    return config_lib.RunConfig().to_dict()
+
+
 def identity(config: dict, digest: str | None) -> dict:
-    """The identity of a run: its identity fields (``artifacts.IDENTITY``) and data digest."""
+    """The identity of a run: its identity fields (``artifacts.IDENTITY``) and data digest.
+    A field missing from ``config`` (a run folder older than the field) has its default."""
+    defaults = _defaults()
     fields = {
-        f"{section}.{field}": config.get(section, {}).get(field)
+        f"{section}.{field}": config.get(section, {}).get(field, defaults[section].get(field))
         for section, names in artifacts.IDENTITY.items()
         for field in names
     }

@@ -79,6 +79,32 @@ class Run:
     recent: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=SKIP_WINDOW)
     )
+    # steady-state training time: the loop's stretches between two hooks that block, but
+    # not those in which a step compiled; evaluation and checkpoints are outside them
+    train_seconds: float = 0.0
+    timed_steps: int = 0
+    last_stretch: tuple[float, int] | None = None  # (seconds, steps) of the latest one
+
+    def time_stretch(self, seconds: float, steps: int) -> None:
+        self.train_seconds += seconds
+        self.timed_steps += steps
+        self.last_stretch = (seconds, steps)
+
+    def throughput(self, stretch: tuple[float, int] | None) -> dict:
+        """Step time, and for a language model tokens/s and MFU, of ``(seconds, steps)``."""
+        if not stretch or stretch[1] == 0 or stretch[0] <= 0:
+            return {}
+        seconds, steps = stretch
+        out = {"step_seconds": seconds / steps}
+        tokens = self.setup.tokens_per_step
+        if tokens:
+            from optlab.train import throughput
+
+            rate = tokens * steps / seconds
+            peak, _ = throughput.device_peak(self.cfg.train.precision)
+            out["tokens_per_second"] = rate
+            out["mfu"] = throughput.mfu(rate, self.setup.flops_per_token, peak)
+        return out
 
     @property
     def host_state(self) -> Any:
@@ -144,10 +170,16 @@ class Run:
             record["train_accuracy"] = mean("accuracy")
         if "skipped_spikes" in pulled[-1]:  # optlab.skip_spikes: skipped so far
             record["skipped_spikes"] = int(pulled[-1]["skipped_spikes"])
+        if self.setup.tokens_per_step:  # a language model's throughput of the last stretch
+            record.update(self.throughput(self.last_stretch))
         self.last_train = record
         self.write(record)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)
+            shown = {"loss": f"{record['train_loss']:.4f}"}
+            if "tokens_per_second" in record:
+                shown["tok/s"] = f"{record['tokens_per_second']:.0f}"
+                shown["mfu"] = f"{record['mfu']:.1%}"
+            self.bar.set_postfix(shown, refresh=False)
         first_bad = np.asarray(jax.device_get(self.state.first_nonfinite)).reshape(-1, 2)[0]
         if first_bad[0] >= 0 and self.cfg.train.nonfinite == "stop":
             layer = self.names[int(first_bad[1])] if int(first_bad[1]) < len(self.names) else "?"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -93,6 +94,9 @@ def evaluate(setup: Setup, state, split: str) -> dict:
             labels.append(np.asarray(batch["y"])[keep])
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + np.asarray(v, np.float64)
+    bytes_per_token = getattr(setup.dataset, "bytes_per_token", None)
+    if totals and bytes_per_token is not None:  # a language model: bits per byte
+        totals["bytes_per_token"] = bytes_per_token(split)
     extra = {}
     if scores:
         scores_all, labels_all = np.concatenate(scores), np.concatenate(labels)
@@ -131,6 +135,9 @@ def _open_folder(cfg, setup: Setup, out: pathlib.Path, is_writer: bool, identity
         record = {**cfg.to_dict(), "sources": setup.sources}
         record["data_digest"] = identity["data_digest"]
         artifacts.write_json_atomic(out / folder.CONFIG, record)
+        save_tokenizer = getattr(setup.dataset, "save_tokenizer", None)
+        if save_tokenizer is not None:  # a language model: OUT/tokenizer, for generate
+            save_tokenizer(out)
     log = artifacts.MetricsLog(out / "metrics.jsonl")
     if cfg.train.tensorboard and is_writer:
         log = hooks.Tee(log, artifacts.TensorBoard(out / "tensorboard"))
@@ -234,6 +241,8 @@ def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) ->
 
         r.bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True)
     registered = _hooks(r, start_step)
+    compiled: set[int] = set()  # the step functions called once already (compiled)
+    stretch_start, stretch_steps, stretch_compiled = time.perf_counter(), 0, False
     try:
         while r.step < total and r.stop is None:
             for hook in registered:
@@ -242,13 +251,26 @@ def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) ->
             # the steps whose metrics a hook logs run the monitored step (gradient norms)
             monitored = any(h.metrics and h.due(r.step + 1, total) for h in registered)
             step_fn = setup.monitored_step if monitored else setup.train_step
+            if id(step_fn) not in compiled:
+                compiled.add(id(step_fn))
+                stretch_compiled = True
             batch = _put_batch(setup.next_batch(), setup.batch_sharding, tc.accumulate)
             r.state, metrics = step_fn(r.state, batch)
             r.pending.append(metrics)
             r.step += 1
-            for hook in registered:
-                if hook.due(r.step, total):
-                    hook(r)
+            stretch_steps += 1
+            due = [h for h in registered if h.due(r.step, total)]
+            blocking = any(not isinstance(h, hooks.ProgressHook) for h in due)
+            if blocking:
+                jax.block_until_ready(metrics)  # the stretch's steps are done: time it
+                if not stretch_compiled:
+                    r.time_stretch(time.perf_counter() - stretch_start, stretch_steps)
+                else:
+                    r.last_stretch = None
+            for hook in due:
+                hook(r)
+            if blocking:
+                stretch_start, stretch_steps, stretch_compiled = time.perf_counter(), 0, False
     finally:
         for hook in registered:
             hook.close(r)
@@ -279,6 +301,7 @@ def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) ->
         "stopped_early": r.stop == "early",
         "skipped_steps": int(jax.device_get(state.skipped)),
         "wall_seconds": r.wall_seconds(),
+        **_throughput_summary(r),
         "devices": jax.device_count(),
         "mesh": {k: int(v) for k, v in setup.mesh.shape.items()},
     }
@@ -295,6 +318,15 @@ def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) ->
             f"{NONFINITE_HINT}"
         )
     return RunResult(summary, state)
+
+
+def _throughput_summary(r: hooks.Run) -> dict:
+    """A language model's steady-state throughput over this session's timed stretches
+    (compilation, evaluation and checkpoints excluded): tokens/s and MFU."""
+    if not r.setup.tokens_per_step:
+        return {}
+    fields = r.throughput((r.train_seconds, r.timed_steps))
+    return {k: fields.get(k) for k in ("tokens_per_second", "mfu", "step_seconds")}
 
 
 def _finished_summary(out: pathlib.Path, steps: int) -> dict | None:
@@ -320,7 +352,10 @@ def restore_run(
         out, allow_imports=allow_imports, optimizer=optimizer
     )
     setup = build_setup(cfg, mesh=mesh)
-    checkpointer = Checkpointer(str((pathlib.Path(out) / "checkpoints").absolute()))
+    # read-only: reading a run changes nothing in it (nor races the process training it)
+    checkpointer = Checkpointer(
+        str((pathlib.Path(out) / "checkpoints").absolute()), read_only=True
+    )
     try:
         restored = checkpointer.restore_latest_good(setup.abstract_state)
     finally:

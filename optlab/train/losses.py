@@ -12,13 +12,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "next_token")
 
 
 def per_example_loss(name: str, logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Cross-entropy −log softmax(z)_y for integer labels, or ½‖z − y‖² (summed over outputs),
+    or, for ``next_token`` (a language model: logits ``(B, T, V)``, targets ``(B, T)``, the
+    input shifted by one), the mean over the ``T`` positions of −log softmax(z_t)_{y_t};
     computed in at least float32 (bf16/f16 logits are widened; float64 stays float64)."""
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    if name == "next_token":
+        log_probs = jax.nn.log_softmax(logits)
+        picked = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)
+        return -jnp.mean(picked[..., 0], axis=-1)
     if name == "cross_entropy":
         log_probs = jax.nn.log_softmax(logits)
         return -jnp.take_along_axis(log_probs, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
@@ -37,6 +43,8 @@ def batch_counts(loss_name: str, logits: jax.Array, batch: dict, num_classes: in
     mask = batch["mask"].astype(jnp.float32)
     losses = per_example_loss(loss_name, logits, batch["y"])
     out = {"loss_sum": jnp.sum(losses * mask), "count": jnp.sum(mask)}
+    if loss_name == "next_token":  # every window is whole: T tokens a row
+        out["tokens"] = jnp.sum(mask) * batch["y"].shape[-1]
     if loss_name == "cross_entropy":
         pred = jnp.argmax(logits, axis=-1)
         labels = batch["y"].astype(jnp.int32)
@@ -82,6 +90,13 @@ def summarize(prefix: str, totals: dict[str, Any], extra: dict[str, Any] | None 
         return {}
     count = max(float(totals["count"]), 1.0)
     out = {f"{prefix}_loss": float(totals["loss_sum"]) / count}
+    if "tokens" in totals:  # a language model's loss is in nats per token
+        loss = out[f"{prefix}_loss"]
+        out[f"{prefix}_perplexity"] = float(np.exp(min(loss, 700.0)))
+        if totals.get("bytes_per_token"):
+            # bits per byte = nats per token / ln 2 / (bytes per token)
+            bpt = float(totals["bytes_per_token"])
+            out[f"{prefix}_bits_per_byte"] = loss / np.log(2.0) / bpt
     if "correct" in totals:
         out[f"{prefix}_accuracy"] = float(totals["correct"]) / count
         confusion = np.asarray(totals["confusion"], float)
@@ -117,6 +132,8 @@ def metric_names(prefix: str, loss: str, num_classes: int) -> list[str]:
     """
     totals: dict[str, Any] = {"loss_sum": 0.0, "count": 1.0}
     extra = {}
+    if loss == "next_token":
+        totals.update(tokens=1.0, bytes_per_token=1.0)
     if loss == "cross_entropy":
         totals.update(correct=0.0, confusion=np.zeros((num_classes, num_classes)))
         if num_classes == 2:

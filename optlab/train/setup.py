@@ -29,7 +29,7 @@ from optlab.parallel import (
     param_specs,
     shardings,
 )
-from optlab.train import checks
+from optlab.train import checks, lm
 from optlab.train.matrices import model_matrices
 from optlab.train.pmap_step import PmapAdapter, check_pmap, make_pmap_step, sync_batchnorm
 from optlab.train.spec import StepSpec
@@ -67,6 +67,8 @@ class Setup:
     dataset: Any
     model: Any
     apply_fn: Callable  # the model's apply(variables, x, train=, rngs=, mutable=)
+    tokens_per_step: int = 0  # a language model's tokens a step (global); 0 otherwise
+    flops_per_token: float = 0.0  # its training FLOPs per token (optlab.train.throughput)
     # --parallel pmap: the loop's state is replicated (n, ...); these convert it at the edges
     # (identity on the jit path). See optlab.train.pmap_step.PmapAdapter.
     replicate: Callable = lambda state: state
@@ -113,7 +115,8 @@ def _layered(model: Any) -> bool:
 def _rematerialized(model: Any, what: str) -> Any:
     """``--remat``: the model with each layer (transformer: each block) rematerialized in
     the backward pass; the parameter paths stay (``optlab.models.LayeredModel``)."""
-    if not (_layered(model) or isinstance(model, Transformer)):
+    fields = getattr(model, "__dataclass_fields__", {})
+    if not (_layered(model) or isinstance(model, Transformer) or "remat" in fields):
         raise _err(
             f"train.remat: {what} has no rematerialized layers (optlab's mlp, cnn and "
             "transformer have); drop train.remat, or wrap your model's blocks in "
@@ -151,6 +154,15 @@ def build_setup(
         raise _err(f"train.precision: unknown {tc.precision!r}; choose from {sorted(PRECISIONS)}")
 
     own_dataset = dataset is not None
+    options = dict(mc.options)
+    if dataset is None and lm.is_token_dataset(dc.dataset):
+        dataset = lm.load_token_data(cfg, options.pop("block_size", lm.DEFAULT_BLOCK_SIZE))
+    language = isinstance(dataset, lm.TokenData)  # a language model on token windows
+    if language and model is None and mc.model != "gpt":
+        raise _err(
+            f"model.model {mc.model}: --dataset {dc.dataset} is token data for a language "
+            "model; use --model gpt"
+        )
     if dataset is None:
         try:
             dataset = load_dataset(
@@ -176,7 +188,8 @@ def build_setup(
     check_pmap(cfg, mesh)
     processes = jax.process_count()
     global_batch = dc.batch_size * tc.accumulate
-    if train_batches is None and dc.mode != "full" and dc.batch_size > len(dataset.x_train):
+    n_train = len(dataset.tokens("train")) if language else len(dataset.x_train)
+    if train_batches is None and dc.mode != "full" and dc.batch_size > n_train and not language:
         raise _err(
             f"data.batch_size {dc.batch_size} is larger than the {len(dataset.x_train)} training "
             "examples; use a smaller batch or data.mode full"
@@ -196,7 +209,16 @@ def build_setup(
         raise _err(f"data.batch_size {dc.batch_size} must divide by the {data_size} data shards")
     if train_batches is not None:
         train_iter = wrap_iterator(train_batches, batch_size=global_batch // processes)
-        steps_per_epoch = max(1, math.ceil(len(dataset.x_train) / global_batch))
+        steps_per_epoch = max(1, math.ceil(n_train / global_batch))
+    elif language:
+        train_iter = lm.train_iterator(
+            dataset,
+            batch_size=global_batch,
+            seed=tc.seed,
+            process_index=jax.process_index(),
+            process_count=processes,
+        )
+        steps_per_epoch = max(1, train_iter.steps_per_epoch)
     else:
         try:
             train_iter = BatchIterator(
@@ -216,14 +238,19 @@ def build_setup(
     total = tc.steps if tc.steps is not None else tc.epochs * steps_per_epoch
 
     classification = dataset.task == "classification"
-    loss = "cross_entropy" if classification else "mse"
+    loss = "next_token" if language else "cross_entropy" if classification else "mse"
     num_outputs = (
-        dataset.num_classes if classification else int(np.prod(dataset.y_train.shape[1:]) or 1)
+        dataset.num_classes
+        if classification or language
+        else int(np.prod(dataset.y_train.shape[1:]) or 1)
     )
-    checks.check_monitor(cfg, dataset, loss, own_dataset=own_dataset)
-    options = dict(mc.options)
-    options.setdefault("activation", mc.activation)
-    options.setdefault("init", mc.init)
+    if language:
+        num_outputs = lm.model_vocabulary(options, dataset)
+        lm.check_monitor(cfg)
+    else:
+        checks.check_monitor(cfg, dataset, loss, own_dataset=own_dataset)
+        options.setdefault("activation", mc.activation)
+        options.setdefault("init", mc.init)
     if tc.precision != "fp32":
         options["dtype"] = PRECISIONS[tc.precision]
     given_variables = None
@@ -245,9 +272,11 @@ def build_setup(
             apply_fn, given_variables = as_apply(model)
         except TypeError as err:
             raise _err(str(err)) from err
-    sample = jnp.zeros((1, *dataset.input_shape), jnp.float32)
+    sample = jnp.zeros((1, *dataset.input_shape), jnp.int32 if language else jnp.float32)
     matrices = model_matrices(cfg.optimizer, model, given_variables, sample)
-    tx, learning_rate = config_lib.build_optimizer(cfg.optimizer, total, matrices=matrices)
+    tx, learning_rate = config_lib.build_optimizer(
+        cfg.optimizer, total, matrices=matrices, decay_mask=lm.decay_mask if language else None
+    )
     lr_fn = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
     augment_fn = None
@@ -295,6 +324,7 @@ def build_setup(
     if (
         tc.parallel == "jit"
         and train_batches is None
+        and not language
         and processes == 1
         and dataset.x_train.nbytes + dataset.y_train.nbytes <= DEVICE_DATA_BYTES
     ):
@@ -332,16 +362,23 @@ def build_setup(
         return lambda state, batch: jitted(state, device_data, batch)
 
     eval_step = jax.jit(
-        make_eval_step(apply_fn, loss=loss, num_classes=max(dataset.num_classes, 1)),
+        make_eval_step(
+            apply_fn, loss=loss, num_classes=1 if language else dataset.num_classes or 1
+        ),
         in_shardings=(state_sharding, eval_sharding),
     )
-    eval_batch = max(data_size * processes, min(EVAL_BATCH, len(dataset.x_train)))
+    eval_batch = max(data_size * processes, min(lm.EVAL_BATCH if language else EVAL_BATCH, n_train))
     eval_batch = math.ceil(eval_batch / (data_size * processes)) * data_size * processes
 
     def eval_batches(split: str) -> Iterator[dict]:
-        x, y = (
-            (dataset.x_val, dataset.y_val) if split == "val" else (dataset.x_test, dataset.y_test)
-        )
+        if language:
+            x, y = lm.eval_arrays(dataset, split)
+        else:
+            x, y = (
+                (dataset.x_val, dataset.y_val)
+                if split == "val"
+                else (dataset.x_test, dataset.y_test)
+            )
         if len(x) == 0:
             return iter(())
         it = BatchIterator(
@@ -388,6 +425,7 @@ def build_setup(
         dataset=dataset,
         model=model,
         apply_fn=apply_fn,
+        **(lm.throughput_fields(dataset, model, abstract.params, global_batch) if language else {}),
         **(
             {"replicate": pmap_adapter.replicate, "unreplicate": pmap_adapter.unreplicate}
             if pmap_adapter
