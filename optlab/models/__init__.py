@@ -1,4 +1,5 @@
-"""Flax models (MLP, CNN, small transformer), lecture 03's initializers and activations.
+"""Flax models (MLP, CNN, small transformer, GPT language model), lecture 03's
+initializers and activations.
 
 ``create_model(name, num_classes=..., input_shape=..., **options)`` returns a Flax linen
 Module; every model is initialized and called the same way::
@@ -12,7 +13,12 @@ Module; every model is initialized and called the same way::
 ``summary(model, input_shape)`` prints lecture 04's per-layer table (output shape, params,
 FLOPs). Parameter paths (for sharding rules) are linen's: ``Dense_0/kernel``,
 ``Conv_0/kernel``, ``BatchNorm_0/scale``, ``block_0/attention/query/kernel``; each model's
-docstring (``MLP``, ``CNN``, ``Transformer``) lists them.
+docstring (``MLP``, ``CNN``, ``Transformer``, ``GPT``) lists them.
+
+The language model: ``create_model("gpt", num_classes=vocab, input_shape=(block_size,))``
+maps tokens ``(B, T)`` to logits ``(B, T, vocab)``; ``sample(model, params, prompt, ...)``
+generates with a key-value cache; ``param_count``, ``flops_per_token`` (PaLM's 6N +
+12LHQT) and ``activation_bytes`` are the hand counts behind ``optlab plan`` and MFU.
 
 Bring your own model (``optlab.models.adapters``), both returning
 ``Model(apply, variables)``, a pair with the calling convention above:
@@ -34,11 +40,15 @@ Example:
 """
 
 from optlab.models import initializers
+from optlab.models._attention import KVCache, SelfAttention
 from optlab.models._cnn import CNN
 from optlab.models._factory import MODEL_NAMES, create_model
+from optlab.models._flops import activation_bytes, flops_per_token, param_count
+from optlab.models._gpt import GPT
 from optlab.models._layers import ACTIVATIONS, LayeredModel
 from optlab.models._matrices import matrix_axes
 from optlab.models._mlp import MLP
+from optlab.models._sampling import logits_by_recompute, sample
 from optlab.models._summary import summary
 from optlab.models._transformer import Transformer
 from optlab.models.adapters import from_apply, from_nnx
@@ -47,15 +57,23 @@ from optlab.models.initializers import NAMES as INITIALIZERS
 __all__ = [
     "ACTIVATIONS",
     "CNN",
+    "GPT",
     "INITIALIZERS",
     "MLP",
     "MODEL_NAMES",
+    "KVCache",
     "LayeredModel",
+    "SelfAttention",
     "Transformer",
+    "activation_bytes",
     "create_model",
+    "flops_per_token",
     "from_apply",
     "from_nnx",
     "initializers",
+    "logits_by_recompute",
     "matrix_axes",
+    "param_count",
+    "sample",
     "summary",
 ]

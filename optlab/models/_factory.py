@@ -12,11 +12,12 @@ import jax.numpy as jnp
 from optlab import _validation
 from optlab.models import initializers
 from optlab.models._cnn import CNN
+from optlab.models._gpt import GPT, MLPS, POSITIONS
 from optlab.models._layers import ACTIVATIONS
 from optlab.models._mlp import MLP
 from optlab.models._transformer import Transformer
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "transformer")
+MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "transformer", "gpt")
 
 _COMMON = ("activation", "init", "dropout", "dtype", "param_dtype")
 _BATCHNORM = ("batchnorm", "batchnorm_momentum")
@@ -24,8 +25,20 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "mlp": ("widths", *_BATCHNORM, *_COMMON),
     "cnn": ("channels", "kernel_size", "stride", "spatial_dims", *_BATCHNORM, *_COMMON),
     "transformer": ("patch", "depth", "heads", "dim", "mlp_dim", *_COMMON),
+    "gpt": (
+        "n_layer",
+        "n_head",
+        "d_model",
+        "dropout",
+        "pos",
+        "mlp",
+        "tie_embeddings",
+        "segment_mask",
+        "dtype",
+        "param_dtype",
+    ),
 }
-_CLASSES = {"mlp": MLP, "cnn": CNN, "transformer": Transformer}
+_CLASSES = {"mlp": MLP, "cnn": CNN, "transformer": Transformer, "gpt": GPT}
 
 
 def _is_int(value: Any) -> bool:
@@ -147,6 +160,47 @@ def _check_transformer(owner: str, input_shape: tuple[int, ...], options: dict) 
     options["patch"] = int(patch)
 
 
+def _check_gpt(owner: str, input_shape: tuple[int, ...], options: dict) -> None:
+    if len(input_shape) != 1:
+        _validation.fail(
+            owner,
+            "input_shape",
+            input_shape,
+            "(block_size,)",
+            "A language model reads windows of block_size tokens, e.g. input_shape=(64,).",
+        )
+    for name in ("n_layer", "n_head", "d_model"):
+        if name in options:
+            _positive_int(owner, name, options[name], "Use e.g. n_layer=4, n_head=4, d_model=128.")
+    d_model = options.get("d_model", GPT.d_model)
+    n_head = options.get("n_head", GPT.n_head)
+    if d_model % n_head:
+        _validation.fail(
+            owner,
+            "n_head",
+            n_head,
+            f"a divisor of d_model={d_model}",
+            f"n_head {n_head} does not divide d_model {d_model}: each head gets "
+            "d_model // n_head features.",
+        )
+    if "pos" in options:
+        _validation.check_choice(owner, "pos", options["pos"], POSITIONS)
+    if "mlp" in options:
+        _validation.check_choice(owner, "mlp", options["mlp"], MLPS)
+    if options.get("pos") == "rope" and (d_model // n_head) % 2:
+        _validation.fail(
+            owner,
+            "pos",
+            "rope",
+            f"used with an even head dimension, not d_model // n_head = {d_model // n_head}",
+            "RoPE rotates pairs of features; pick d_model and n_head with an even quotient.",
+        )
+    for name in ("tie_embeddings", "segment_mask"):
+        if name in options and not isinstance(options[name], bool):
+            _validation.fail(owner, name, options[name], "True or False", "Use a bool.")
+    options["block_size"] = input_shape[0]
+
+
 def create_model(
     name: str, *, num_classes: int, input_shape: Sequence[int], **options: Any
 ) -> nn.Module:
@@ -181,6 +235,13 @@ def create_model(
       ``batchnorm_momentum``.
     - ``"transformer"``: ``patch`` [4; 1-D inputs only], ``depth`` [2], ``heads`` [4],
       ``dim`` [64], ``mlp_dim`` [128], ``activation`` ["gelu"], ``init`` ["xavier"].
+    - ``"gpt"`` (a language model: ``num_classes`` is the vocabulary, ``input_shape`` is
+      ``(block_size,)``, the input is ``(batch, block_size)`` token ids and the logits
+      ``(batch, block_size, vocab)``): ``n_layer`` [4], ``n_head`` [4], ``d_model`` [128]
+      (nanoGPT's CPU scale), ``dropout`` [0.0], ``pos`` ["learned" or "rope"], ``mlp``
+      ["gelu" or "swiglu"], ``tie_embeddings`` [True], ``segment_mask`` [False],
+      ``dtype``, ``param_dtype``. GPT-2's initialization is fixed (no ``init``); see
+      ``GPT``.
 
     Batch norm uses the batch's statistics while training and the running averages at
     evaluation (``use_running_average=not train``), updated as r ← m·r + (1 − m)·batch with
@@ -227,6 +288,9 @@ def create_model(
         _check_cnn(owner, input_shape, options)
     if name == "transformer":
         _check_transformer(owner, input_shape, options)
+    if name == "gpt":
+        _check_gpt(owner, input_shape, options)
+        return GPT(vocab_size=num_classes, **options)
     if "init" in options:  # the Module field is `kernel_init`: `init` is linen's method
         options["kernel_init"] = options.pop("init")
     return _CLASSES[name](num_classes=num_classes, **options)

@@ -46,6 +46,14 @@ DEFAULT_TP_RULES: list[Rule] = [
     # Dense kernels (in, out) and biases (out,) on the output features (column-parallel).
     (r"(^|/)(Dense_\d+|mlp_in|embed|head)/kernel$", P(None, "model")),
     (r"(^|/)(Dense_\d+|mlp_in|embed|head)/bias$", P("model")),
+    # The GPT (optlab.models.GPT): the token table (V, d) split on the vocabulary (Megatron's
+    # vocabulary-parallel embedding; tied, it is also the head, so the logits come out split
+    # on V; an untied head/kernel (d, V) is column-parallel by the rule above). The
+    # position table wpe has no rule: replicated. SwiGLU's gate is column-parallel like
+    # mlp_in, so silu(gate) ⊙ up is local to each shard.
+    (r"(^|/)wte/embedding$", P("model", None)),
+    (r"(^|/)mlp_gate/kernel$", P(None, "model")),
+    (r"(^|/)mlp_gate/bias$", P("model")),
 ]
 
 CONV_PATTERN = r"(^|/)Conv(_\d+)?/"

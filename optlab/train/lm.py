@@ -232,30 +232,11 @@ def check_monitor(cfg: Any) -> None:
 
 
 def flops_per_token(model: Any, params: Any, block_size: int) -> float:
-    """Training FLOPs per token of a GPT, as PaLM counts them (Chowdhery et al. 2022,
-    appendix B): ``6·N + 12·L·d·T``.
+    """Training FLOPs per token of the GPT (``optlab.models.flops_per_token``: PaLM's
+    6·N + 12·L·H·Q·T) at context ``block_size``."""
+    from optlab.models import flops_per_token as count
 
-    ``6·N``: each of the ``N`` matmul parameters does a multiply-add (2 FLOPs) per token in
-    the forward pass and two in the backward pass (the gradients of the input and of the
-    weight). ``N`` is every parameter but the position embedding (a lookup, no matmul) and,
-    when the head is not tied to it, the token embedding (likewise; the head is counted).
-    ``12·L·d·T``: attention's two matmuls per layer (scores ``QKᵀ`` and ``softmax·V``, each
-    ``2·d·T`` FLOPs per token forward with ``d = heads · head_dim``), times 3 for the
-    backward pass; ``T`` is the context length (PaLM's ``12·L·H·Q·T``). A causal mask does
-    not halve it in this count, nor does rematerialization's second forward pass add to it:
-    MFU counts the model's work."""
-    import jax
-
-    n = 0
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        names = [str(getattr(k, "key", k)) for k in path]
-        if "wpe" in names:
-            continue
-        if "wte" in names and not getattr(model, "tie_embeddings", True):
-            continue
-        n += int(np.prod(leaf.shape))
-    layers, width = int(model.n_layer), int(model.d_model)
-    return 6.0 * n + 12.0 * layers * width * block_size
+    return float(count(model, params, seq_len=block_size))
 
 
 def throughput_fields(data: TokenData, model: Any, params: Any, global_batch: int) -> dict:

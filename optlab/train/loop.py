@@ -353,9 +353,7 @@ def restore_run(
     )
     setup = build_setup(cfg, mesh=mesh)
     # read-only: reading a run changes nothing in it (nor races the process training it)
-    checkpointer = Checkpointer(
-        str((pathlib.Path(out) / "checkpoints").absolute()), read_only=True
-    )
+    checkpointer = Checkpointer(str((pathlib.Path(out) / "checkpoints").absolute()), read_only=True)
     try:
         restored = checkpointer.restore_latest_good(setup.abstract_state)
     finally:

@@ -170,7 +170,7 @@ def build_setup(
             )
         except (ValueError, MissingExtraError) as err:
             raise _err(f"data.dataset {dc.dataset}: {err}") from err
-    else:
+    elif not language:
         try:
             check_dataset(dataset, "your dataset")
         except ValueError as err:

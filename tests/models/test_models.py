@@ -33,7 +33,7 @@ def paths(tree):
 
 
 def test_names():
-    assert MODEL_NAMES == ("mlp", "cnn", "transformer")
+    assert MODEL_NAMES == ("mlp", "cnn", "transformer", "gpt")
     assert ACTIVATIONS[:5] == ("sigmoid", "tanh", "relu", "leaky_relu", "prelu")
 
 
@@ -236,7 +236,7 @@ def test_regression_head_and_custom_initializer():
 @pytest.mark.parametrize(
     ("name", "input_shape", "options", "message"),
     [
-        ("resnet", (4,), {}, r"`name` must be one of \('mlp', 'cnn', 'transformer'\)"),
+        ("resnet", (4,), {}, r"`name` must be one of \('mlp', 'cnn', 'transformer', 'gpt'\)"),
         ("mlp", (4,), {"kernel_size": 3}, r"unknown option `kernel_size`.*Valid options.*widths"),
         ("cnn", (4,), {"widths": (3,)}, r"unknown option `widths`.*channels"),
         ("mlp", (4,), {"activation": "swish"}, r"`activation` must be one of .*prelu"),
