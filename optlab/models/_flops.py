@@ -27,7 +27,7 @@ def param_count(
     pos: str = "learned",
 ) -> int:
     """The number of parameters of ``GPT`` with these settings (d = ``d_model``, V the
-    vocabulary, L = ``n_layer``, h the MLP width: 4d, or ``swiglu_hidden(d)``):
+    vocabulary, L = ``n_layer``, h the MLP width: 4d, or ``swiglu_hidden(d)``)::
 
         wte V·d  +  wpe block_size·d (learned positions only)
         + L · [ 2 LayerNorms 4d
@@ -129,7 +129,7 @@ def activation_bytes(
 
     Per block, for n = batch·T tokens of width d, a heads, MLP width h, the arrays saved
     for the gradient (the count of Korthikanti et al. 2022, "Reducing activation
-    recomputation", §4.1, without dropout masks):
+    recomputation", §4.1, without dropout masks)::
 
         A_block = n·d·(2 LN inputs/outputs ×2 + q, k, v 3 + attention output 1 + residual
                   input 1) + n·MLP + 2·a·batch·T² (attention scores and probabilities)
