@@ -77,7 +77,7 @@ from optlab.models import create_model
 from optlab.train import lm, loop, throughput
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from trainer_overhead import Probe, _cpu_seconds, others_share
+from trainer_overhead import Probe, _cpu_seconds, bare_step, others_share
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,18 +185,7 @@ class Bare:
         self.tx = adamw.optax()
         self.opt_state = self.tx.init(self.params)
         self.batches, self.i = batches, 0
-        model, tx = self.model, self.tx
-
-        def step(params, opt_state, x, y):
-            def loss_fn(p):
-                logits = model.apply({"params": p}, x, train=True)
-                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        self.step = jax.jit(step, donate_argnums=(0, 1))
+        self.step = bare_step(self.model, self.tx)
 
     def window(self, steps: int) -> float:
         start = time.perf_counter()

@@ -166,6 +166,23 @@ def presliced_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int = 0) -
 
 
 # -- contestants --------------------------------------------------------------------------
+def bare_step(model, tx):
+    """The hand-written step: ``(params, opt_state, x, y) -> (params, opt_state, loss)``,
+    mean cross-entropy over every label (a classifier's or each position's), jitted with
+    params and state donated."""
+
+    def step(params, opt_state, x, y):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, x, train=True)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
 class Bare:
     """A plain jit + optax loop on the same flax module and optimizer."""
 
@@ -186,18 +203,7 @@ class Bare:
         self.opt_state = self.tx.init(self.params)
         self.batches = presliced_batches(dataset.x_train, dataset.y_train, case.batch_size)
         self.i = 0
-        model, tx = self.model, self.tx
-
-        def step(params, opt_state, x, y):
-            def loss_fn(p):
-                logits = model.apply({"params": p}, x, train=True)
-                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        self.step = jax.jit(step, donate_argnums=(0, 1))
+        self.step = bare_step(self.model, self.tx)
 
     def window(self, steps: int) -> float:
         start = time.perf_counter()

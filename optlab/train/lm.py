@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from optlab._param_groups import path_mask
 from optlab.data import _corpus, _tokens
 from optlab.data._token_pipeline import TokenBatchIterator, eval_windows
 from optlab.errors import ConfigError
@@ -247,14 +248,7 @@ def throughput_fields(data: TokenData, model: Any, params: Any, global_batch: in
     }
 
 
-def decay_mask(params: Any) -> Any:
-    """Weight decay for the matrices only: True for every kernel of rank >= 2 but the
-    embeddings (``wte``, ``wpe``); False for LayerNorm scales, biases and embeddings (GPT-2
-    and nanoGPT's ``configure_optimizers``)."""
-    import jax
-
-    def decays(path: tuple, leaf: Any) -> bool:
-        names = [str(getattr(k, "key", k)) for k in path]
-        return leaf.ndim >= 2 and not ({"wte", "wpe"} & set(names))
-
-    return jax.tree_util.tree_map_with_path(decays, params)
+decay_mask = path_mask(r"(^|/)(bias|scale)$|(^|/)(wte|wpe)/", exclude=True)
+"""Weight decay for the matrices only (GPT-2's and nanoGPT's ``configure_optimizers``): not
+for LayerNorm scales, biases (the attention's q/k/v biases are 2-D ``(heads, head_dim)``,
+so rank does not tell them from kernels) and the embeddings ``wte``, ``wpe``."""

@@ -322,6 +322,18 @@ def _no_probe(monkeypatch):
 READ_ONLY = ["probe", "orbax_mkdir"]
 
 
+def _save_step_2_failing(ck_dir):
+    """(the closed checkpointer, the ``CheckpointWriteError`` of its save of step 2, the
+    seconds from the save to the end of ``close``) in a folder that cannot take it."""
+    ck = Checkpointer(str(ck_dir), async_save=True)
+    start = time.monotonic()
+    with pytest.raises(CheckpointWriteError) as err:
+        ck.save(2, _state(2), {"step": 2, "data": {}})
+        ck.wait()  # an error of orbax's thread surfaces here
+    ck.close()  # after a failed save: at once, no second error
+    return ck, err, time.monotonic() - start
+
+
 @pytest.mark.parametrize("stage", READ_ONLY)
 def test_a_read_only_checkpoint_folder_fails_in_one_error_fast(
     tmp_path, monkeypatch, capsys, stage
@@ -338,13 +350,7 @@ def test_a_read_only_checkpoint_folder_fails_in_one_error_fast(
             print(f"fault: injected EROFS ({stage})")
             _inject(monkeypatch, errno.EROFS, "probe" if stage == "probe" else "background")
         capsys.readouterr()
-        ck = Checkpointer(str(ck_dir), async_save=True)
-        start = time.monotonic()
-        with pytest.raises(CheckpointWriteError) as err:
-            ck.save(2, _state(2), {"step": 2, "data": {}})
-            ck.wait()  # an error of orbax's thread surfaces here
-        ck.close()  # after a failed save: at once, no second error
-        elapsed = time.monotonic() - start
+        ck, err, elapsed = _save_step_2_failing(ck_dir)
         with pytest.raises(CheckpointWriteError):
             ck.save(3, _state(3), {"step": 3, "data": {}})  # the run is over
         message = str(err.value)
@@ -381,13 +387,8 @@ def test_a_full_disk_fails_in_one_error_and_leaves_nothing_behind(
             print(f"fault: injected ENOSPC ({stage})")
             _inject(monkeypatch, errno.ENOSPC, "probe" if stage == "probe_no_room" else "bg")
         capsys.readouterr()
-        ck = Checkpointer(str(ck_dir), async_save=True)
-        start = time.monotonic()
-        with pytest.raises(CheckpointWriteError) as err:
-            ck.save(2, _state(2), {"step": 2, "data": {}})
-            ck.wait()
-        ck.close()
-        assert time.monotonic() - start < 30
+        _, err, elapsed = _save_step_2_failing(ck_dir)
+        assert elapsed < 30
         message = str(err.value)
         assert err.value.errno == errno.ENOSPC and "\n" not in message
         assert f"cannot write checkpoint 2 to {ck_dir}" in message and "ENOSPC" in message
