@@ -42,14 +42,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
 from optlab.errors import CheckpointWriteError, ConfigError
 from optlab.train import checkpoint_files as files
+from optlab.train import checkpoint_trees as trees
 from optlab.train.checkpoint_trees import (
     check_shapes,
+    checksums,
     first,
     old_paths,
     paths,
@@ -58,30 +58,6 @@ from optlab.train.checkpoint_trees import (
 )
 from optlab.train.checkpoint_trees import names as _names
 from optlab.train.state import is_finite
-
-
-def _leaf_checksum(x: jax.Array) -> jax.Array:
-    """Two 32-bit sums of the leaf's bytes (plain and position-weighted, Fletcher-like):
-    any single flipped bit changes the first; a reordering changes the second."""
-    raw = jax.lax.bitcast_convert_type(x, jnp.uint8) if x.dtype.itemsize > 1 else x
-    raw = raw.reshape(-1).astype(jnp.uint32)
-    weights = (jnp.arange(raw.size, dtype=jnp.uint32) % jnp.uint32(65521)) + jnp.uint32(1)
-    return jnp.stack([jnp.sum(raw, dtype=jnp.uint32), jnp.sum(raw * weights, dtype=jnp.uint32)])
-
-
-@jax.jit
-def _checksums(tree: Any) -> list[jax.Array]:
-    return [_leaf_checksum(x) for x in jax.tree.leaves(tree)]
-
-
-def _host_checksums(tree: Any) -> list[list[int]]:
-    return [[int(v) for v in np.asarray(c)] for c in jax.device_get(_checksums(tree))]
-
-
-def checksums(tree: Any) -> list[list[int]]:
-    """Per-leaf checksums of a pytree (computed on device; works on sharded arrays): what
-    a save records. Verification recomputes them from the leaves read back."""
-    return _host_checksums(tree)
 
 
 class Checkpointer:
@@ -261,7 +237,9 @@ class Checkpointer:
         except Exception as err:  # unreadable: junk, truncated, missing, corrupt metadata
             return f"is unreadable ({type(err).__name__}: {_one_line(err)})", None
         problem = files.meta_problem(step, meta)
-        if problem is None and _host_checksums(state) != meta.get("checksums"):
+        # recomputed by the trees module's own function (``checksums`` here is what a save
+        # records: a test may replace it to save checksums its leaves do not have)
+        if problem is None and trees.checksums(state) != meta.get("checksums"):
             problem = "does not match its checksums (corrupted on disk)"
         return problem, (None if problem else (state, meta))
 

@@ -1,13 +1,16 @@
 """The state tree as a checkpoint stores it: leaf paths by orbax's key names, the field
 renames of older checkpoints (``FIELD_RENAMES``), and the checks that tell a checkpoint of
 another state (another optimizer or model) from this run's. No orbax here: these read the
-tree of array metadata ``optlab.train.checkpoint`` gets from it."""
+tree of array metadata ``optlab.train.checkpoint`` gets from it; and the per-leaf checksums
+of the state that every checkpoint stores and every restore verifies."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from optlab.errors import ConfigError
 from optlab.optimizers._adam import ScaleByAdamState
@@ -83,3 +86,23 @@ def first(paths: list[tuple[str, ...]]) -> str:
         return "nothing else"
     more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
     return "/".join(paths[0]) + more
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+    """Two 32-bit sums of the leaf's bytes (plain and position-weighted, Fletcher-like):
+    any single flipped bit changes the first; a reordering changes the second."""
+    raw = jax.lax.bitcast_convert_type(x, jnp.uint8) if x.dtype.itemsize > 1 else x
+    raw = raw.reshape(-1).astype(jnp.uint32)
+    weights = (jnp.arange(raw.size, dtype=jnp.uint32) % jnp.uint32(65521)) + jnp.uint32(1)
+    return jnp.stack([jnp.sum(raw, dtype=jnp.uint32), jnp.sum(raw * weights, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _checksums(tree: Any) -> list[jax.Array]:
+    return [_leaf_checksum(x) for x in jax.tree.leaves(tree)]
+
+
+def checksums(tree: Any) -> list[list[int]]:
+    """Per-leaf checksums of a pytree (computed on device; works on sharded arrays): what
+    a save records. Verification recomputes them from the leaves read back."""
+    return [[int(v) for v in np.asarray(c)] for c in jax.device_get(_checksums(tree))]

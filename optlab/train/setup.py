@@ -20,18 +20,17 @@ from optlab import config as config_lib
 from optlab.data import BatchIterator, check_dataset, load_dataset, wrap_iterator
 from optlab.data.augment import augment
 from optlab.errors import MissingExtraError
-from optlab.models import LayeredModel, Transformer, create_model
+from optlab.models import LayeredModel, create_model
 from optlab.models.adapters import as_apply
 from optlab.parallel import (
     STRATEGIES,
     make_mesh,
-    opt_state_specs,
-    param_specs,
-    shardings,
 )
 from optlab.train import checks, lm
+from optlab.train.layout import default_mesh, state_shardings
 from optlab.train.matrices import model_matrices
 from optlab.train.pmap_step import PmapAdapter, check_pmap, make_pmap_step, sync_batchnorm
+from optlab.train.remat import rematerialized
 from optlab.train.spec import StepSpec
 from optlab.train.state import TrainState, create_state
 from optlab.train.step import make_eval_step, make_train_step
@@ -75,25 +74,6 @@ class Setup:
     unreplicate: Callable = lambda state: state
 
 
-def default_mesh():
-    """A one-device mesh with a ``data`` axis: the trainer always runs on a mesh. In a
-    multi-process run, ``data=-1``: every process's devices (a one-device mesh would leave
-    the other processes without a device of the mesh)."""
-
-    return make_mesh({"data": -1} if jax.process_count() > 1 else None)
-
-
-def _state_shardings(abstract: TrainState, tx, mesh, strategy: str) -> TrainState:
-    """Explicit shardings for the whole state: params and optimizer state by the strategy's
-    rules (optlab.parallel), everything else (counters, keys, batch statistics) replicated."""
-
-    replicated = NamedSharding(mesh, P())
-    p_specs, _ = param_specs(abstract.params, mesh, strategy)
-    o_specs = opt_state_specs(tx, abstract.opt_state, abstract.params, p_specs, mesh, strategy)
-    everything = jax.tree.map(lambda _: replicated, abstract)
-    return everything._replace(params=shardings(p_specs, mesh), opt_state=shardings(o_specs, mesh))
-
-
 def _err(msg: str) -> config_lib.ConfigError:
     return config_lib.ConfigError(msg)
 
@@ -110,19 +90,6 @@ def _fails(fn: Callable) -> bool:
 def _layered(model: Any) -> bool:
     """optlab's MLP or CNN: their layers take ``remat`` and ``batchnorm_axis_name``."""
     return isinstance(model, LayeredModel)
-
-
-def _rematerialized(model: Any, what: str) -> Any:
-    """``--remat``: the model with each layer (transformer: each block) rematerialized in
-    the backward pass; the parameter paths stay (``optlab.models.LayeredModel``)."""
-    fields = getattr(model, "__dataclass_fields__", {})
-    if not (_layered(model) or isinstance(model, Transformer) or "remat" in fields):
-        raise _err(
-            f"train.remat: {what} has no rematerialized layers (optlab's mlp, cnn and "
-            "transformer have); drop train.remat, or wrap your model's blocks in "
-            "flax.linen.remat yourself"
-        )
-    return model.clone(remat=True)
 
 
 def build_setup(
@@ -239,15 +206,13 @@ def build_setup(
 
     classification = dataset.task == "classification"
     loss = "next_token" if language else "cross_entropy" if classification else "mse"
-    num_outputs = (
-        dataset.num_classes
-        if classification or language
-        else int(np.prod(dataset.y_train.shape[1:]) or 1)
-    )
     if language:
         num_outputs = lm.model_vocabulary(options, dataset)
         lm.check_monitor(cfg)
     else:
+        num_outputs = (
+            dataset.num_classes if classification else int(np.prod(dataset.y_train.shape[1:]) or 1)
+        )
         checks.check_monitor(cfg, dataset, loss, own_dataset=own_dataset)
         options.setdefault("activation", mc.activation)
         options.setdefault("init", mc.init)
@@ -263,11 +228,11 @@ def build_setup(
         except (ValueError, TypeError) as err:
             raise _err(f"model.model {mc.model}: {err}") from err
         if tc.remat:
-            model = _rematerialized(model, f"model.model {mc.model}")
+            model = rematerialized(model, f"model.model {mc.model}")
         apply_fn = model.apply
     else:
         if tc.remat:
-            model = _rematerialized(model, "your model")
+            model = rematerialized(model, "your model")
         try:
             apply_fn, given_variables = as_apply(model)
         except TypeError as err:
@@ -315,7 +280,7 @@ def build_setup(
     # The safety net for arguments of a wrong type: both traced once, nothing compiled.
     checks.check_schedule(cfg, learning_rate)
     checks.check_optimizer(cfg, tx, abstract, obj_fn=tc.parallel != "pmap")
-    state_sharding = _state_shardings(abstract, tx, mesh, tc.strategy)
+    state_sharding = state_shardings(abstract, tx, mesh, tc.strategy)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )

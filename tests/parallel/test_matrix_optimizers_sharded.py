@@ -1,6 +1,6 @@
 """Muon, Shampoo and SOAP on sharded parameters (issue 13): five updates of the MLP's
 parameters under ``jax.jit`` with the in/out shardings of optlab.parallel's rules
-(``param_specs``, and ``opt_state_specs`` as ``optlab.train.setup._state_shardings`` uses
+(``param_specs``, and ``opt_state_specs`` as ``optlab.train.layout.state_shardings`` uses
 it) on fsdp (data=8), tp (data=2, model=4: the (128, 10) head falls back to replicated)
 and tp (data=4, model=2: every kernel split), against the same five updates on one device.
 
