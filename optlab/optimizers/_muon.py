@@ -7,14 +7,12 @@ rows and columns) step along an approximately orthogonalized momentum; every oth
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
@@ -23,7 +21,6 @@ from optlab.optimizers._adamw import adamw
 from optlab.optimizers._base import (
     MaskOrFn,
     ScalarOrSchedule,
-    abs_sq,
     check_like,
     decoupled_decay,
     init_count,
@@ -32,6 +29,7 @@ from optlab.optimizers._base import (
     scalar_like,
     unzip,
 )
+from optlab.optimizers._muon_adam import scale_by_optax_adam
 from optlab.optimizers._muon_matrices import (  # noqa: F401  (re-exported: imported from here)
     NS_COEFFS,
     NS_PRESETS,
@@ -39,11 +37,13 @@ from optlab.optimizers._muon_matrices import (  # noqa: F401  (re-exported: impo
     _is_dim_nums,
     _resolve_dims,
     as_matrices,
+    coeffs_table,
     fan_in_out,
     matrix_dimension_numbers,
     muon_labels,
     newton_schulz,
 )
+from optlab.optimizers._muon_shape import scale_by_shape
 
 PRECONDITIONINGS = ("frobenius", "spectral")
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
@@ -58,30 +58,6 @@ class MuonState(NamedTuple):
     count: jax.Array
     mu: optax.Updates
     ns_coeffs: jax.Array
-
-
-def _coeffs_table(owner: str, ns_coeffs: Any, ns_steps: Any) -> tuple:
-    """The rows of (a, b, c) the iteration reads: the last ``ns_steps`` of a table, or the
-    one row of a single (a, b, c) (then each step reads it)."""
-    if isinstance(ns_coeffs, str):
-        _validation.check_choice(owner, "ns_coeffs", ns_coeffs, tuple(NS_PRESETS))
-        ns_coeffs = NS_PRESETS[ns_coeffs]
-    table = np.asarray(ns_coeffs, np.float64)  # NumPy: never rounded to float32 here
-    if table.ndim not in (1, 2) or table.shape[-1] != 3:
-        _validation.fail(
-            owner, "ns_coeffs", ns_coeffs, "(a, b, c) or one (a, b, c) per step", "Use the default."
-        )
-    if not isinstance(ns_steps, int | jax.Array) or (isinstance(ns_steps, int) and ns_steps < 1):
-        _validation.fail(owner, "ns_steps", ns_steps, "an int >= 1", "Jordan uses 5.")
-    if not isinstance(ns_steps, int):  # traced (inject_hyperparams): its value is not known here
-        return tuple(map(tuple, np.atleast_2d(table).tolist()))
-    if table.ndim == 2:
-        if table.shape[0] < ns_steps:
-            raise ValueError(
-                f"{owner}: `ns_coeffs` has {table.shape[0]} rows, fewer than ns_steps={ns_steps}."
-            )
-        return tuple(map(tuple, table[-ns_steps:].tolist()))
-    return (tuple(table.tolist()),)
 
 
 def _check_muon_args(owner, beta, eps, like, preconditioning, adjust_lr_fn):
@@ -118,7 +94,7 @@ def scale_by_muon(
     """
     owner = "muon"
     _check_muon_args(owner, beta, eps, like, preconditioning, None)
-    table = _coeffs_table(owner, ns_coeffs, ns_steps)
+    table = coeffs_table(owner, ns_coeffs, ns_steps)
 
     def dims_of(updates):
         dims = weight_dimension_numbers
@@ -191,90 +167,6 @@ def scale_by_muon(
             )
         out = jax.tree.map(lambda o, g: o.astype(g.dtype), out, updates)
         return out, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def scale_by_shape(
-    weight_dimension_numbers: WeightDimNumOrFn = None,
-    consistent_rms: float | None = None,
-    *,
-    adjust_lr_fn: str | None = None,
-    like: str | None = None,
-) -> optax.GradientTransformationExtraArgs:
-    """The shape factor of each matrix's step.
-
-    Default (Jordan; optax): √max(1, fan_out/fan_in). ``consistent_rms=r`` (Liu et al.
-    2025): r·√max(fan_in, fan_out). ``like="torch"`` reads the leaf's first two dimensions
-    (A, B) as torch's ``Muon`` does (rows, columns of the stored array):
-    ``adjust_lr_fn`` None/"original" √max(1, A/B), "match_rms_adamw" 0.2·√max(A, B).
-    """
-
-    def factor(x, spec):
-        if like == "torch":
-            a, b = x.shape[:2]
-            if adjust_lr_fn == "match_rms_adamw":
-                return 0.2 * math.sqrt(max(a, b))
-            return math.sqrt(max(1.0, a / b))
-        fan_in, fan_out = fan_in_out(x, spec)
-        if consistent_rms is not None:
-            return math.sqrt(max(fan_in, fan_out)) * consistent_rms
-        return math.sqrt(max(1.0, fan_out / fan_in))
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        dims = weight_dimension_numbers
-        dims = dims(updates) if callable(dims) else dims
-        if dims is None:
-            dims = jax.tree.map(lambda _: MuonDimensionNumbers(), updates)
-        out = jax.tree.map(
-            lambda u, s: u * scalar_like(factor(u, s), u), updates, dims, is_leaf=_is_dim_nums
-        )
-        return out, state
-
-    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
-
-
-class _NesterovAdamState(NamedTuple):
-    count: jax.Array
-    mu: optax.Updates
-    nu: optax.Updates
-
-
-def _scale_by_optax_adam(b1, b2, eps, eps_root, mu_dtype, nesterov):
-    """optax.adamw(nesterov=...)'s direction, optax.contrib.muon's fallback:
-    m̂ = β1·m_t/(1 − β1^{t+1}) + (1 − β1)·g_t/(1 − β1^t) (Nesterov) or m_t/(1 − β1^t),
-    v̂ = v_t/(1 − β2^t), m̂/(√(v̂ + ε_root) + ε)."""
-
-    def init_fn(params):
-        return _NesterovAdamState(
-            init_count(), moment_zeros(params, mu_dtype), moment_zeros(params)
-        )
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        count = next_count(state.count)
-        t = count.astype(jnp.float32)
-
-        def step(g, m, v):
-            m = scalar_like(b1, m) * m + scalar_like(1 - b1, m) * g.astype(m.dtype)
-            v = scalar_like(b2, v) * v + scalar_like(1 - b2, v) * abs_sq(g).astype(v.dtype)
-            one = scalar_like(1.0, g)
-
-            def power(b, n):
-                return scalar_like(b, g) ** n.astype(g.dtype)
-
-            if nesterov:
-                m_hat = scalar_like(b1, g) * m / (one - power(b1, t + 1))
-                m_hat = m_hat + scalar_like(1 - b1, g) * g / (one - power(b1, t))
-            else:
-                m_hat = m / (one - power(b1, t))
-            v_hat = v / (one - power(b2, t))
-            d = m_hat / (jnp.sqrt(v_hat + scalar_like(eps_root, g)) + scalar_like(eps, g))
-            return d.astype(g.dtype), m, v
-
-        d, mu, nu = unzip(updates, jax.tree.map(step, updates, state.mu, state.nu), 3)
-        return d, _NesterovAdamState(count, mu, nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -488,7 +380,7 @@ def muon(
     adam_rate = learning_rate if adam_learning_rate is None else adam_learning_rate
     if like == "optax":
         adam_part = optax.chain(
-            _scale_by_optax_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, nesterov),
+            scale_by_optax_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, nesterov),
             decoupled_decay(owner, adam_rate, adam_weight_decay),
         )
     else:

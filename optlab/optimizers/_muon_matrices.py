@@ -12,8 +12,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from optax.contrib import MuonDimensionNumbers
 
+from optlab import _validation
 from optlab.optimizers._base import (
     scalar_like,
 )
@@ -186,3 +188,27 @@ def muon_labels(
         tree,
         is_leaf=lambda x: x is None or _is_dim_nums(x),
     )
+
+
+def coeffs_table(owner: str, ns_coeffs: Any, ns_steps: Any) -> tuple:
+    """The rows of (a, b, c) the iteration reads: the last ``ns_steps`` of a table, or the
+    one row of a single (a, b, c) (then each step reads it)."""
+    if isinstance(ns_coeffs, str):
+        _validation.check_choice(owner, "ns_coeffs", ns_coeffs, tuple(NS_PRESETS))
+        ns_coeffs = NS_PRESETS[ns_coeffs]
+    table = np.asarray(ns_coeffs, np.float64)  # NumPy: never rounded to float32 here
+    if table.ndim not in (1, 2) or table.shape[-1] != 3:
+        _validation.fail(
+            owner, "ns_coeffs", ns_coeffs, "(a, b, c) or one (a, b, c) per step", "Use the default."
+        )
+    if not isinstance(ns_steps, int | jax.Array) or (isinstance(ns_steps, int) and ns_steps < 1):
+        _validation.fail(owner, "ns_steps", ns_steps, "an int >= 1", "Jordan uses 5.")
+    if not isinstance(ns_steps, int):  # traced (inject_hyperparams): its value is not known here
+        return tuple(map(tuple, np.atleast_2d(table).tolist()))
+    if table.ndim == 2:
+        if table.shape[0] < ns_steps:
+            raise ValueError(
+                f"{owner}: `ns_coeffs` has {table.shape[0]} rows, fewer than ns_steps={ns_steps}."
+            )
+        return tuple(map(tuple, table[-ns_steps:].tolist()))
+    return (tuple(table.tolist()),)
