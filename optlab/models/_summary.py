@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from optlab.models._attention import SelfAttention
+
 
 class LayerRow(NamedTuple):
     """One row of a ``Summary``: the layer's own parameters and FLOPs (not its children's)."""
@@ -42,8 +44,10 @@ class Summary:
     matrix products only, a multiply-add being 2 FLOPs: dense 2·n_in·n_out per position,
     convolution 2·k·C_in·C_out per output position (k = window size), attention's
     2·T·S·d for Q·Kᵀ plus as much for the weights times V (its projections are rows of
-    their own). Element-wise work (activations, normalization, softmax, residual adds,
-    dropout) is left out, and so is any other layer type (``Embed``, ``Einsum``, ...).
+    their own; the GPT's causal ``SelfAttention`` is counted in full, T×T, as PaLM's
+    appendix B does), and a tied head (``Embed.attend``, a row ``wte.attend``) 2·d·V per
+    position. Element-wise work (activations, normalization, softmax, residual adds,
+    dropout) is left out, and so is any other layer type (an ``Embed`` lookup, ``Einsum``, ...).
     Lecture 04's "ops" column counts multiply-adds, i.e. FLOPs / 2.
     """
 
@@ -93,8 +97,17 @@ def _size(shape: Sequence[int]) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def _layer_flops(module: nn.Module, args: tuple, kwargs: dict, out: Any, kernel) -> int:
+def _layer_flops(
+    module: nn.Module, method: str, args: tuple, kwargs: dict, out: Any, kernel
+) -> int:
     """Analytic FLOPs of one call of ``module`` (0 for layers without matrix products)."""
+    if method == "attend":  # Embed.attend: x (…, d) @ embeddingᵀ (d, V), a tied head
+        return 2 * _size(args[0].shape) * out.shape[-1] if hasattr(out, "shape") else 0
+    if isinstance(module, SelfAttention):
+        x = args[0] if args else kwargs["x"]
+        cache = kwargs.get("cache")
+        s = x.shape[-2] if cache is None else cache.key.shape[1]
+        return 2 * 2 * _size(x.shape[:-1]) * s * x.shape[-1]  # Q·Kᵀ and weights·V
     if isinstance(module, nn.MultiHeadDotProductAttention):
         inputs_q = args[0] if args else kwargs["inputs_q"]
         inputs_k = args[1] if len(args) > 1 else kwargs.get("inputs_k")
@@ -162,11 +175,13 @@ def summary(
     calls: list[list] = []
 
     def interceptor(next_fun, args, kwargs, context):
-        if context.method_name != "__call__" or context.module.scope is None:
+        method = context.method_name
+        tied_head = method == "attend" and isinstance(context.module, nn.Embed)
+        if (method != "__call__" and not tied_head) or context.module.scope is None:
             return next_fun(*args, **kwargs)
-        record = [context.module, args, kwargs, None]
+        record = [context.module, method, args, kwargs, None]
         calls.append(record)
-        record[3] = out = next_fun(*args, **kwargs)
+        record[4] = out = next_fun(*args, **kwargs)
         return out
 
     def init(x):
@@ -182,18 +197,22 @@ def summary(
 
     paths = ["/".join(module.scope.path) for module, *_ in calls]
     rows, seen = [], set()
-    for path, (module, args, kwargs, out) in zip(paths, calls, strict=True):
+    for path, (module, method, args, kwargs, out) in zip(paths, calls, strict=True):
         if not path:
             continue  # the model itself
         leaves = own.get(path, {}) if path not in seen else {}
         seen.add(path)
         n_params = sum(_size(leaf.shape) for leaf in leaves.values())
-        flops = _layer_flops(module, args, kwargs, out, own.get(path, {}).get("kernel"))
+        kernel = own.get(path, {}).get("kernel")
+        flops = _layer_flops(module, method, args, kwargs, out, kernel)
         is_container = any(p.startswith(path + "/") for p in paths)
         if is_container and not n_params and not flops:
             continue
         shape = tuple(out.shape) if hasattr(out, "shape") else ()
-        rows.append(LayerRow(path, type(module).__name__, shape, n_params, flops))
+        kind = type(module).__name__
+        if method != "__call__":
+            path, kind = f"{path}.{method}", f"{kind}.{method}"
+        rows.append(LayerRow(path, kind, shape, n_params, flops))
 
     for path, leaves in own.items():  # parameters of the model itself, or of uncalled layers
         if path not in seen:

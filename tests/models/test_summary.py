@@ -123,3 +123,24 @@ def test_xla_cost_analysis_agrees_for_a_dense_network():
         pytest.skip("this backend gives no cost analysis")
     assert s.total_flops <= s.xla_flops <= 1.1 * s.total_flops
     assert "XLA cost analysis" in str(s)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_gpt_counts_attention_scores_and_the_tied_head(tied):
+    # 2 layers, d 32, 4 heads, T 16, V 64, batch 2, GELU MLP 4d: per position each kernel
+    # costs 2·n_in·n_out, attention's scores and weighted values 2·2·T·d per layer (the full
+    # T×T, as PaLM's appendix B counts), the head 2·d·V whether tied (wte.attend) or not.
+    L, d, t, v, b = 2, 32, 16, 64, 2
+    model = create_model(
+        "gpt", num_classes=v, input_shape=(t,), n_layer=L, n_head=4, d_model=d,
+        tie_embeddings=tied,
+    )  # fmt: skip
+    s = summary(model, (t,), batch=b, dtype=jnp.int32)
+    rows = table(s)
+    kernels = 4 * d * d + 2 * d * 4 * d  # q, k, v, out; mlp_in, mlp_out
+    assert rows["block_0/attention"] == ("SelfAttention", (b, t, d), 0, 2 * 2 * b * t * t * d)
+    head = "wte.attend" if tied else "head"
+    assert rows[head][3] == 2 * b * t * d * v
+    assert ("head" in rows) is not tied and ("wte.attend" in rows) is tied
+    want = b * t * (L * (2 * kernels + 2 * 2 * t * d) + 2 * d * v)
+    assert s.total_flops == want
