@@ -103,7 +103,7 @@ def test_the_contestants_optimizer_is_the_recipes(bench, tiny_tokens):
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
 def test_torch_copy_has_the_flax_models_parameter_count(bench):
     size = bench.SIZES["small"]
-    net = bench.torch_gpt(size, 256)
+    net = sys.modules["lm_torch"].torch_gpt(size, 256)  # imported by lm_throughput
     flax = bench.Bare(size, 256, bench.AdamW(1e-3, 0.9, 0.99, 1e-8, 0.1, 1.0, np.ones(2)), [], 0)
     import jax
 
