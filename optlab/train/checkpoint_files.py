@@ -298,17 +298,26 @@ def write_error(
     return error
 
 
+_READ_ONLY_NOTICES = (
+    "CheckpointManagerOptions.read_only=True",
+    "Given directory is read only",
+)
+
+
 class _OrbaxWriteErrors(logging.Filter):
     """Drops the records of a failed checkpoint write (an ``OSError``, which
     ``Checkpointer`` reports in one line itself) that orbax logs, or asyncio logs for
-    orbax's writes, and of orbax's threads timing out, and orbax's warning that a save
-    between evaluations has no metrics; every other record passes."""
+    orbax's writes, and of orbax's threads timing out, orbax's warning that a save
+    between evaluations has no metrics, and its two notices that a read-only manager (a
+    restore: ``optlab generate``, ``restore_run``) saves nothing; every other record passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if f"{os.sep}orbax{os.sep}" in record.pathname:
             if record.getMessage().startswith("Requested `tracked_metric`"):
                 return False  # a save between evaluations, which has no metrics: by design
+            if record.getMessage().startswith(_READ_ONLY_NOTICES):
+                return False  # a restore opens the folder read-only: by design
             if error is None:
                 return not (record.levelno >= logging.ERROR and "Errno" in record.getMessage())
             return os_cause(error) is None and not isinstance(error, TimeoutError)

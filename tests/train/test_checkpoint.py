@@ -150,3 +150,22 @@ def test_a_run_folder_written_before_the_rename_resumes_bit_for_bit(tmp_path):
         jax.tree.leaves(resumed.state), jax.tree.leaves(reference.state), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_a_read_only_restore_logs_nothing_and_other_orbax_warnings_still_pass(tmp_path, caplog):
+    """Opening a folder read-only (restore_run, ``optlab generate``) makes orbax warn twice
+    that nothing will be saved; both are by design and dropped, any other warning passes."""
+    import logging
+
+    ck = Checkpointer(str(tmp_path / "ck"), keep_last=2)
+    ck.save(1, {"w": jnp.ones(3)}, meta={"step": 1})
+    ck.close()
+    with caplog.at_level(logging.WARNING):
+        ro = Checkpointer(str(tmp_path / "ck"), read_only=True)
+        assert ro.steps() == [1]
+        ro.close()
+    assert not [r for r in caplog.records if "read only" in r.getMessage().lower()]
+    record = logging.LogRecord(
+        "absl", logging.WARNING, "/x/orbax/checkpoint/manager.py", 1, "other news", None, None
+    )
+    assert all(f.filter(record) for f in logging.getLogger("absl").filters)
