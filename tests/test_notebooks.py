@@ -29,6 +29,15 @@ def test_notebook_executes(path):
 
 # What each notebook must print: proof that it ran its story, not only its imports.
 EXPECTED = {
+    "language_model.ipynb": [
+        "byte tokenizer, vocabulary 256; tokens: train",  # prepare_text wrote the memmaps
+        "round-trips json/decoder.py: True",  # the BPE tokenizer trained and round-tripped
+        "val bits per byte",
+        "bits per byte = loss / ln 2 / bytes per token: True",
+        "steady tokens/s",  # the curves were read back from metrics.jsonl
+        "starts with the prompt: True; same seed, same text: True; seed 1 differs: True",
+        "resumed from step 150, trained to step 300; every step logged once: True",
+    ],
     "multi_device.ipynb": [
         "mesh:      data=",  # describe_devices ran
         "fsdp on data=",  # the per-strategy layouts were printed
