@@ -122,6 +122,7 @@ def activation_bytes(
     remat: str = "none",
     seq_len: int | None = None,
     bytes_per_element: int | None = None,
+    tensor_parallel: int = 1,
 ) -> int:
     """Bytes of activations one device keeps for the backward pass of a training step on
     ``batch`` sequences (its share of the global batch) of T = ``seq_len`` [block_size]
@@ -132,12 +133,16 @@ def activation_bytes(
     recomputation", §4.1, without dropout masks)::
 
         A_block = n·d·(2 LN inputs/outputs ×2 + q, k, v 3 + attention output 1 + residual
-                  input 1) + n·MLP + 2·a·batch·T² (attention scores and probabilities)
+                  input 1 + 1) + n·MLP + 2·a·batch·T² (attention scores and probabilities)
                 = 10·n·d + n·MLP + 2·a·batch·T²,   MLP = 2h (gelu: pre- and post-GELU)
                   or 4h (swiglu: gate, silu(gate), up, product)
 
+    (the named arrays make 9·n·d; the tenth n·d is an allowance for a branch output kept
+    before its residual add, which the ratios measured below include).
+
     and outside the blocks ``A_out`` = 3·n·d (embedding sum, final LayerNorm in/out) +
-    2·n·V (logits and their log-softmax, in float32).
+    2·n·V (in float32: the log-softmax of the logits, saved for the backward pass, and the
+    logits' gradient, live as the backward pass starts).
 
     - ``remat="none"``: L·A_block + A_out.
     - ``remat="block"`` (``--remat``): only each block's input is kept, L·n·d, plus one
@@ -145,20 +150,42 @@ def activation_bytes(
 
     Elements are ``bytes_per_element`` [the compute dtype's: 4 for float32, 2 for bf16]
     wide, except the float32 logits terms (4 bytes). XLA fuses elementwise operations and
-    may keep fewer arrays, so treat this as an upper estimate (tests/models/test_flops.py
-    states the measured ratio).
+    may keep fewer arrays, but also keeps workspace this does not count: on XLA:CPU the
+    formula came to 0.72-0.83 of the compiled gradient's temp bytes, with the batch split
+    on ``data`` or the heads on ``model`` alike (tests/models/test_flops.py). XLA:CPU
+    reports the same temp bytes with and without remat, so ``remat="block"`` is the
+    formula's alone there.
+
+    ``tensor_parallel`` = p, the ``model`` axis under Megatron-style tensor parallelism
+    (``--strategy tp``/``dp+tp``; Korthikanti et al. §4.2.1, without sequence parallelism):
+    what lives per head or per MLP unit is split p ways, i.e. q, k, v and the attention
+    output (4·n·d), the MLP's hidden arrays and the attention scores, and the logits terms
+    (the vocabulary-parallel head splits V); LayerNorm inputs/outputs, the residual input,
+    the embedding sum and the remat checkpoints stay whole on every device::
+
+        A_block(p) = 6·n·d + (4·n·d + n·MLP + 2·a·batch·T²) / p,  logits 2·n·V / p
+
+    Each split is rounded up (a head count or width that p does not divide is an
+    imbalance, which the sharding rules resolve by replicating: see ``plan``'s fallbacks).
+    The batch split (dp, fsdp: ``batch`` is already the device's share) is the caller's.
     """
     if remat not in REMATS:
         raise ValueError(f"activation_bytes: `remat` must be one of {REMATS}, got {remat!r}")
+    if not (isinstance(tensor_parallel, int) and tensor_parallel >= 1):
+        raise ValueError(
+            f"activation_bytes: `tensor_parallel` must be a positive integer, got "
+            f"{tensor_parallel!r}"
+        )
     t = model.block_size if seq_len is None else seq_len
     size = bytes_per_element
     if size is None:
         size = 4 if model.dtype is None else jax.numpy.dtype(model.dtype).itemsize
-    d, n = model.d_model, batch * t
+    d, n, tp = model.d_model, batch * t, tensor_parallel
     h = swiglu_hidden(d) if model.mlp == "swiglu" else 4 * d
     per_mlp = 4 * h if model.mlp == "swiglu" else 2 * h
-    block = 10 * n * d + n * per_mlp + 2 * model.n_head * batch * t * t
-    outside = 3 * n * d * size + 2 * n * model.vocab_size * 4
+    split = 4 * n * d + n * per_mlp + 2 * model.n_head * batch * t * t
+    block = 6 * n * d + -(-split // tp)
+    outside = 3 * n * d * size + -(-2 * n * model.vocab_size // tp) * 4
     if remat == "none":
         return model.n_layer * block * size + outside
     return (model.n_layer * n * d + block) * size + outside

@@ -176,3 +176,105 @@ def plan(
         opt_state_bytes=full_state,
         rows=tuple(rows),
     )
+
+
+class ActivationRow(NamedTuple):
+    """Activation bytes per device under one strategy, for each remat setting."""
+
+    strategy: str
+    batch: int  # sequences per device: the global batch over the mesh's data axis
+    tensor_parallel: int  # the model axis that splits heads and MLP units (1: none)
+    none: int  # remat none
+    block: int  # remat block (--remat)
+    state: int  # params + gradients + optimizer state (the Plan's total)
+
+
+ACTIVATIONS_NOTE = (
+    "activations: optlab.models.activation_bytes (Korthikanti et al. 2022's count without "
+    "dropout masks; on XLA:CPU it came to 0.72-0.83 of the compiled step's temp bytes, "
+    "split or not, see tests/models/test_flops.py); the batch splits on data under every "
+    "strategy, and tp, dp+tp and krizhevsky split heads, MLP units and logits on model "
+    "(Megatron); fsdp's all-gathered layer params are not counted."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationPlan:
+    """What ``activation_plan`` found; ``str(plan)`` is a table."""
+
+    global_batch: int
+    seq_len: int
+    rows: tuple[ActivationRow, ...]
+
+    def __getitem__(self, strategy: str) -> ActivationRow:
+        for row in self.rows:
+            if row.strategy == strategy:
+                return row
+        raise KeyError(f"{strategy!r} was not planned; planned: {[r.strategy for r in self.rows]}")
+
+    def __str__(self) -> str:
+        lines = [
+            f"activations per device, global batch {self.global_batch} of {self.seq_len} "
+            "tokens; total = params + grads + opt state + activations",
+            f"{'strategy':<11}{'batch':>6}{'acts none':>12}{'acts block':>12}"
+            f"{'total none':>12}{'total block':>12}",
+        ]
+        for r in self.rows:
+            lines.append(
+                f"{r.strategy:<11}{r.batch:>6}{_fmt(r.none):>12}{_fmt(r.block):>12}"
+                f"{_fmt(r.state + r.none):>12}{_fmt(r.state + r.block):>12}"
+            )
+        lines.append(ACTIVATIONS_NOTE)
+        return "\n".join(lines)
+
+
+_SPLITS_MODEL = ("tp", "dp+tp", "krizhevsky")
+
+
+def activation_plan(
+    model: Any, global_batch: int, mesh: Mesh | AbstractMesh, state: Plan
+) -> ActivationPlan:
+    """Per-device activation bytes of the GPT ``model`` for each strategy of ``state``.
+
+    Each device runs ``global_batch / data`` sequences of ``model.block_size`` tokens (the
+    trainer splits the batch on ``data`` whatever the strategy); under tp, dp+tp and
+    krizhevsky (whose rules split the GPT's dense layers as tp's) the ``model`` axis splits
+    the per-head and per-unit arrays too (``activation_bytes(..., tensor_parallel=...)``).
+
+    Args:
+      model: an ``optlab.models.GPT``.
+      global_batch: sequences per step over all devices; must divide by the data axis.
+      mesh: the mesh ``state`` was planned on.
+      state: ``plan(...)``'s result, whose strategies and totals the rows take.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optlab
+      >>> from optlab.models import GPT
+      >>> from optlab.parallel import abstract_mesh, plan
+      >>> from optlab.parallel._plan import activation_plan
+      >>> gpt = GPT(vocab_size=256, block_size=64)
+      >>> x = jax.ShapeDtypeStruct((1, 64), jnp.int32)
+      >>> params = jax.eval_shape(lambda t: gpt.init(jax.random.key(0), t), x)["params"]
+      >>> mesh = abstract_mesh("data=2")
+      >>> acts = activation_plan(gpt, 4, mesh, plan(params, optlab.adam(1e-3), mesh, ["dp"]))
+      >>> acts["dp"].batch, acts["dp"].none > acts["dp"].block
+      (2, True)
+    """
+    from optlab.models import activation_bytes
+
+    data = mesh.shape.get("data", 1)
+    if global_batch < 1 or global_batch % data:
+        raise ValueError(
+            f"activation_plan: the global batch {global_batch} must be a positive multiple of "
+            f"the data axis {data}"
+        )
+    batch = global_batch // data
+    rows = []
+    for r in state.rows:
+        tp = mesh.shape.get("model", 1) if r.strategy in _SPLITS_MODEL else 1
+        none, block = (
+            activation_bytes(model, batch, remat=remat, tensor_parallel=tp)
+            for remat in ("none", "block")
+        )
+        rows.append(ActivationRow(r.strategy, batch, tp, none, block, r.total))
+    return ActivationPlan(global_batch, model.block_size, tuple(rows))
