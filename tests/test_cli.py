@@ -47,3 +47,12 @@ def test_bad_input_is_one_line_and_exit_2(argv, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_several_pairs_in_one_flag_value_split_before_each_name():
+    from optlab.cli._flags import parse_pairs
+
+    got = parse_pairs("--model-arg", ["n_layer=12,n_head=12,d_model=768", "widths=[256,256]"])
+    assert got == {"n_layer": 12, "n_head": 12, "d_model": 768, "widths": [256, 256]}
+    # a comma not followed by NAME= belongs to the value (a sweep's list of rates)
+    assert parse_pairs("--grid", ["learning_rate=0.1,0.01"]) == {"learning_rate": "0.1,0.01"}

@@ -225,18 +225,28 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a model option, e.g. widths=[256,256] or dropout=0.2 (repeatable)",
+        help="a model option, e.g. widths=[256,256] or dropout=0.2 (repeatable; several in "
+        "one, comma-separated: n_layer=2,n_head=2)",
     )
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_PAIR_START = re.compile(r",(?=[A-Za-z_]\w*=)")  # "a=1,b=[2,3]" splits before b only
+
+
+def split_pairs(pairs: list[str]) -> list[str]:
+    """Values holding several pairs, ``n_layer=12,n_head=12``, as one pair each; a comma
+    inside a value (``widths=[256,256]``, ``lr=1e-3,1e-2``) stays, since only a comma
+    followed by ``NAME=`` starts a pair."""
+    return [part for pair in pairs for part in _PAIR_START.split(pair)]
 
 
 def parse_pairs(flag: str, pairs: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` as a dict, each value JSON when it parses (numbers, lists), a number
-    when it reads as one (``.9``, ``5.``, ``+1``, which JSON lacks), else text."""
+    """``["k=v", ...]`` (several per item too: `split_pairs`) as a dict, each value JSON
+    when it parses (numbers, lists), a number when it reads as one (``.9``, ``5.``, ``+1``,
+    which JSON lacks), else text."""
     out = {}
-    for pair in pairs:
+    for pair in split_pairs(pairs):
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"{flag}: expected KEY=VALUE, got {pair!r}")

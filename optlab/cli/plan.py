@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from optlab import config as config_lib
@@ -14,7 +13,6 @@ from optlab.parallel import STRATEGIES
 _NEED_MODEL = ("tp", "dp+tp", "krizhevsky")  # their default rules split on "model"
 _BLOCK_DEFAULT = 64  # optlab.train.lm.DEFAULT_BLOCK_SIZE, the LM recipe's (tested equal)
 _VOCAB_DEFAULT = 256  # the byte tokenizer's vocabulary (tested equal)
-_PAIR_START = re.compile(r",(?=[A-Za-z_]\w*=)")  # "a=1,b=[2,3]" splits before b only
 
 
 def add_parser(commands: Any) -> None:
@@ -118,12 +116,6 @@ def _mesh(abstract_mesh: Any, spec: str | None, devices: int | None) -> Any:
         ) from err
 
 
-def split_pairs(pairs: list[str]) -> list[str]:
-    """``--model-arg`` values with several pairs in one, ``n_layer=12,n_head=12``, as one
-    pair each; a comma inside a value (``widths=[256,256]``) stays."""
-    return [part for pair in pairs for part in _PAIR_START.split(pair)]
-
-
 def _positive(name: str, value: Any, example: str) -> int:
     if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         raise ConfigError(
@@ -198,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_lib.RunConfig()
     cfg.model.model, cfg.data.data_dir = args.model, args.data_dir
     cfg.data.dataset = args.dataset or ("text" if language else "digits")
-    cfg.model.options.update(parse_pairs("--model-arg", split_pairs(args.model_arg)))
+    cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
     if args.optimizer is not None:
         cfg.optimizer.optimizer = args.optimizer
     if config_lib.is_import_path(cfg.optimizer.optimizer):

@@ -19,6 +19,8 @@ from optlab.config._sections import RunConfig
 
 # The run's length is one choice: a given --epochs or --steps replaces both of the recipe's.
 _LENGTH = ("train.epochs", "train.steps")
+# Arguments of the recipe's own optimizer (AdamW's b2): not passed to another one the user picks.
+_OPTIMIZER_ARGS = "optimizer.args"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +154,9 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
         return out, sources
     label = f"recipe {recipe.name}"
     length_given = any(sources[k] == GIVEN for k in _LENGTH)
+    other_optimizer = sources["optimizer.optimizer"] == GIVEN and out.optimizer.optimizer != (
+        recipe.values.get("optimizer.optimizer", out.optimizer.optimizer)
+    )
     for key, value in recipe.values.items():
         parts = key.split(".")
         section = getattr(out, parts[0])
@@ -161,6 +166,8 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
                 sources[key] = label
             continue
         if sources[key] == GIVEN or (key in _LENGTH and length_given):
+            continue
+        if key == _OPTIMIZER_ARGS and other_optimizer:
             continue
         section.set_default(parts[1], copy.deepcopy(value))
         sources[key] = label

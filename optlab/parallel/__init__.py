@@ -4,7 +4,8 @@ The trainer always runs on a mesh (``make_mesh()``: one device). ``param_specs``
 parameters out by a strategy (``STRATEGIES``) and rules over their paths
 (``DEFAULT_TP_RULES``); ``opt_state_specs`` gives the optimizer state the matching layout;
 ``shardings`` turns specs into ``NamedSharding``; ``plan`` prints what each strategy costs
-per device before anything is compiled. Mesh axes are ``Auto``: the model code never
+per device before anything is compiled, and ``activation_plan`` a language model's
+activations per remat setting. Mesh axes are ``Auto``: the model code never
 carries sharding annotations. ``PMAP_AXIS`` names the device axis of ``--parallel pmap``
 (a batch norm synchronized over devices uses it as its ``axis_name``).
 
@@ -28,7 +29,17 @@ from optlab.parallel._mesh import (
     make_mesh,
     mesh_str,
 )
-from optlab.parallel._plan import GRADIENTS_NOTE, Plan, StrategyPlan, device_bytes, plan
+from optlab.parallel._plan import (
+    ACTIVATIONS_NOTE,
+    GRADIENTS_NOTE,
+    ActivationPlan,
+    ActivationRow,
+    Plan,
+    StrategyPlan,
+    activation_plan,
+    device_bytes,
+    plan,
+)
 from optlab.parallel._rules import (
     CONV_PATTERN,
     DEFAULT_TP_RULES,
@@ -41,18 +52,22 @@ from optlab.parallel._rules import (
 )
 
 __all__ = [
+    "ACTIVATIONS_NOTE",
     "AXES",
     "CONV_PATTERN",
     "DEFAULT_TP_RULES",
     "GRADIENTS_NOTE",
     "PMAP_AXIS",
     "STRATEGIES",
+    "ActivationPlan",
+    "ActivationRow",
     "DistributedError",
     "Fallback",
     "Plan",
     "Rule",
     "StrategyPlan",
     "abstract_mesh",
+    "activation_plan",
     "describe_devices",
     "device_bytes",
     "initialize",

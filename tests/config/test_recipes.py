@@ -63,6 +63,19 @@ def test_a_given_value_wins_over_the_recipe():
     assert cfg.optimizer.learning_rate == 1e-3
 
 
+def test_the_recipes_optimizer_arguments_go_only_to_its_own_optimizer():
+    cfg, sources = resolve_recipe(_cfg("pystdlib", "gpt"))
+    assert (cfg.optimizer.optimizer, cfg.optimizer.args) == ("adamw", {"b2": 0.99})
+    assert sources["optimizer.args"] == "recipe pystdlib/gpt"
+    # another optimizer: AdamW's b2 is not passed to it; the rest of the recipe still is
+    cfg, sources = resolve_recipe(_cfg("pystdlib", "gpt", optimizer__optimizer="sgd"))
+    assert cfg.optimizer.args == {} and sources["optimizer.args"] == "default"
+    assert cfg.optimizer.clip_norm == 1.0 and cfg.model.options["n_layer"] == 4
+    # the recipe's optimizer named again keeps its arguments
+    cfg, _ = resolve_recipe(_cfg("pystdlib", "gpt", optimizer__optimizer="adamw"))
+    assert cfg.optimizer.args == {"b2": 0.99}
+
+
 def test_resolving_leaves_the_callers_config_alone():
     cfg = _cfg("mnist1d", "mlp")
     resolve_recipe(cfg)

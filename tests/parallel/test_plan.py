@@ -209,7 +209,7 @@ def test_gpt2_small_plan_against_a_hand_count(capsys):
 def test_plan_1b_on_data16_model4_without_allocating():
     from optlab.cli.plan import abstract_lm_params, language_model
     from optlab.config import resolve_recipe
-    from optlab.parallel._plan import activation_plan
+    from optlab.parallel import activation_plan
 
     cfg = RunConfig()
     cfg.model.model, cfg.data.dataset = "gpt", "text"
@@ -296,7 +296,7 @@ def test_plan_gpt_defaults_are_the_recipe_and_the_byte_tokenizer(capsys):
 
 
 def test_split_pairs():
-    from optlab.cli.plan import split_pairs
+    from optlab.cli._flags import split_pairs
 
     assert split_pairs(["a=1,b=[2,3]", "widths=[256,256]", "c=x"]) == [
         "a=1",
