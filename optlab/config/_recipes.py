@@ -4,11 +4,11 @@
 paper's recipe and lands at its published accuracy; a value the user gives (a flag, a
 config file's field, an attribute set from Python) overrides the recipe's. Every built-in
 (dataset, model) pair has an entry; a recipe that sets nothing runs the generic defaults
-of ``RunConfig``. A given run length replaces the recipe's, and the recipe's warm-up
-(``schedule_args.warmup_steps``) keeps its fraction of the run (the language models' 100 of
-2,000 steps: 5 % of a given ``--steps``), as MaxText's ``warmup_steps_fraction`` does; the
-recipe's optimizer arguments go to its own optimizer only. ``optlab recipes`` lists them
-with their expected results.
+of ``RunConfig``. A given run length replaces the recipe's; one too short for the recipe's
+warm-up is refused with the fix (a ``warmup_steps`` of one's own) rather than silently
+re-scaled, so that extending the run later keeps the same schedule arguments (a resumed
+run's identity). The recipe's optimizer arguments go to its own optimizer only.
+``optlab recipes`` lists them with their expected results.
 """
 
 from __future__ import annotations
@@ -130,15 +130,6 @@ RECIPES: Mapping[tuple[str, str], Recipe] = MappingProxyType(
 GIVEN, DEFAULT = "given", "default"
 
 
-def _scaled_warmup(args: dict, steps: Any, recipe_steps: Any) -> dict:
-    """``args`` with ``warmup_steps`` at the same fraction of ``steps`` as of the recipe's
-    length (rounded; at least 1 when the recipe warms up, and below ``steps``)."""
-    warmup = args.get("warmup_steps")
-    if not (warmup and isinstance(steps, int) and steps > 1 and isinstance(recipe_steps, int)):
-        return args
-    return {**args, "warmup_steps": min(max(1, round(warmup * steps / recipe_steps)), steps - 1)}
-
-
 def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
     """``cfg`` with its recipe's values filled in where the user gave none, and where each
     value came from: ``{"data.batch_size": "recipe mnist1d/mlp", "optimizer.learning_rate":
@@ -182,9 +173,24 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
             continue
         if key == _OPTIMIZER_ARGS and other_optimizer:
             continue
-        value = copy.deepcopy(value)
-        if key == "optimizer.schedule_args" and sources["train.steps"] == GIVEN:
-            value = _scaled_warmup(value, out.train.steps, recipe.values.get("train.steps"))
-        section.set_default(parts[1], value)
+        section.set_default(parts[1], copy.deepcopy(value))
         sources[key] = label
+    _check_warmup(out, sources, label)
     return out, sources
+
+
+def _check_warmup(cfg: RunConfig, sources: dict[str, str], label: str) -> None:
+    """A given ``--steps`` at or below the recipe's warm-up: one line with the fix (the
+    schedule would refuse it later, without saying where its warm-up came from)."""
+    from optlab.errors import ConfigError
+
+    warmup = cfg.optimizer.schedule_args.get("warmup_steps")
+    steps = cfg.train.steps
+    if sources.get("optimizer.schedule_args") != label or sources["train.steps"] != GIVEN:
+        return
+    if isinstance(warmup, int) and isinstance(steps, int) and 0 < steps <= warmup:
+        raise ConfigError(
+            f"--steps {steps}: the {label} warms up for {warmup} steps; give a shorter warm-up "
+            f"with the same --schedule {cfg.optimizer.schedule}, e.g. --schedule-arg "
+            f"warmup_steps={max(steps // 10, 0)} --schedule-arg alpha=0.1, or --schedule constant"
+        )

@@ -76,16 +76,17 @@ def test_the_recipes_optimizer_arguments_go_only_to_its_own_optimizer():
     assert cfg.optimizer.args == {"b2": 0.99}
 
 
-def test_the_recipes_warm_up_keeps_its_fraction_of_a_given_length():
-    cfg, _ = resolve_recipe(_cfg("pystdlib", "gpt"))
-    assert cfg.train.steps == 2000 and cfg.optimizer.schedule_args["warmup_steps"] == 100
-    for steps, warmup in [(20, 1), (200, 10), (4000, 200), (2, 1)]:
-        cfg, _ = resolve_recipe(_cfg("pystdlib", "gpt", train__steps=steps))
-        assert cfg.optimizer.schedule_args == {"warmup_steps": warmup, "alpha": 0.1}, steps
-    # given schedule arguments are the user's, untouched
+def test_a_run_shorter_than_the_recipes_warm_up_is_refused_with_the_fix():
+    from optlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--steps 20: the recipe pystdlib/gpt warms up for "
+                       r"100 steps; .* --schedule-arg warmup_steps=2 "):  # fmt: skip
+        resolve_recipe(_cfg("pystdlib", "gpt", train__steps=20))
+    cfg, _ = resolve_recipe(_cfg("pystdlib", "gpt", train__steps=101))  # longer: the recipe's
+    assert cfg.optimizer.schedule_args == {"warmup_steps": 100, "alpha": 0.1}
     given = _cfg("pystdlib", "gpt", train__steps=20)
-    given.optimizer.schedule_args = {"warmup_steps": 5}
-    assert resolve_recipe(given)[0].optimizer.schedule_args == {"warmup_steps": 5}
+    given.optimizer.schedule_args = {"warmup_steps": 2, "alpha": 0.1}  # the fix it names
+    assert resolve_recipe(given)[0].optimizer.schedule_args["warmup_steps"] == 2
 
 
 def test_resolving_leaves_the_callers_config_alone():
