@@ -158,8 +158,9 @@ def prepare_pystdlib(
 def open_tokens(directory: str | Path) -> TokenSplits:
     """Maps a prepared folder read-only (never loaded into memory).
 
-    ConfigError when the folder, ``meta.json`` or a ``.bin`` is missing, or a ``.bin``'s
-    size disagrees with ``meta.json`` (a truncated copy).
+    ConfigError naming ``--data-dir`` (the flag that gives this folder to ``optlab train``)
+    when the folder, ``meta.json`` or a ``.bin`` is missing, ``meta.json`` is not one that
+    `prepare_text` writes, or a ``.bin``'s size disagrees with it (a truncated copy).
     """
     path = Path(directory)
     meta_path = path / META
@@ -167,23 +168,32 @@ def open_tokens(directory: str | Path) -> TokenSplits:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
         raise ConfigError(
-            f"--data: {meta_path} is missing; run `optlab prepare-text SRC --out {path}` first."
+            f"--data-dir: {meta_path} is missing; run `optlab prepare-text SRC --out {path}` first."
         ) from None
     except (OSError, ValueError) as err:
-        raise ConfigError(f"--data: cannot read {meta_path}: {err}.") from None
-    dtype = np.dtype(meta["dtype"])
+        raise ConfigError(f"--data-dir: cannot read {meta_path}: {err}.") from None
+    try:
+        dtype = np.dtype(meta["dtype"])
+        expected = {split: int(meta["splits"][split]["tokens"]) for split in SPLITS}
+        int(meta["vocab_size"]), int(meta["eod_id"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"--data-dir: {meta_path} is not an optlab token folder's meta.json (bad or "
+            f"missing {err}); prepare the data again with `optlab prepare-text`."
+        ) from None
     arrays = {}
     for split in SPLITS:
         file = path / f"{split}.bin"
-        expected = int(meta["splits"][split]["tokens"])
         size = file.stat().st_size if file.is_file() else -1
-        if size != expected * dtype.itemsize:
+        if size != expected[split] * dtype.itemsize:
             raise ConfigError(
-                f"--data: {file} should hold {expected} {dtype.name} tokens "
-                f"({expected * dtype.itemsize} bytes) but has {max(size, 0)} bytes"
+                f"--data-dir: {file} should hold {expected[split]} {dtype.name} tokens "
+                f"({expected[split] * dtype.itemsize} bytes) but has {max(size, 0)} bytes"
                 f"{'' if size >= 0 else ' (missing)'}; prepare the data again."
             )
-        arrays[split] = np.memmap(file, dtype=dtype, mode="r") if expected else np.zeros(0, dtype)
+        arrays[split] = (
+            np.memmap(file, dtype=dtype, mode="r") if expected[split] else np.zeros(0, dtype)
+        )
     return TokenSplits(path=path, meta=meta, **arrays)
 
 

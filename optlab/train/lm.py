@@ -10,8 +10,8 @@ gets a copy of the tokenizer (``OUT/tokenizer``) for ``optlab generate``.
 
 The loss is next-token cross-entropy (``optlab.train.losses``: ``next_token``); evaluation
 reports it in nats per token, its perplexity and bits per byte (the split's UTF-8 bytes per
-token from ``meta.json``: 1 for the byte tokenizer, whose end-of-document byte counts as
-one).
+token from ``meta.json``: the documents' bytes over the tokens, end-of-document tokens
+included, so just under 1 for the byte tokenizer).
 """
 
 from __future__ import annotations
@@ -144,10 +144,16 @@ def load_token_data(cfg: Any, block_size: int) -> TokenData:
     """``TokenData`` of the config's data section with windows of ``block_size`` tokens.
 
     Raises:
-      ConfigError: a missing or empty corpus, a binary file, a split shorter than
-        ``block_size + 1`` tokens, ``data.mode`` other than minibatch, augmentation.
+      ConfigError: a ``block_size`` that is not an integer >= 1, a missing or empty corpus,
+        a binary file, a split shorter than ``block_size + 1`` tokens, ``data.mode`` other
+        than minibatch, augmentation.
     """
     dc = cfg.data
+    if not (isinstance(block_size, int) and not isinstance(block_size, bool) and block_size >= 1):
+        raise ConfigError(
+            f"--model-arg block_size={block_size!r}: the context must be a whole number of "
+            f"tokens >= 1; e.g. block_size={DEFAULT_BLOCK_SIZE}"
+        )
     if dc.tokenizer not in ("byte", "bpe"):
         raise ConfigError(f"--tokenizer: unknown {dc.tokenizer!r}; choose byte or bpe")
     if dc.tokenizer == "byte" and dc.vocab_size not in (None, 256):
