@@ -338,7 +338,9 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
     if args.tensorboard:
         cfg.train.tensorboard = True
     cfg.model.options.update(parse_pairs("--model-arg", args.model_arg))
-    cfg.optimizer.schedule_args.update(parse_pairs("--schedule-arg", args.schedule_arg))
+    if args.schedule_arg:  # assigned, not updated in place: given, so a recipe's yields
+        schedule_args = parse_pairs("--schedule-arg", args.schedule_arg)
+        cfg.optimizer.schedule_args = {**cfg.optimizer.schedule_args, **schedule_args}
     opt_args = parse_pairs("--opt-arg", args.opt_arg)
     name = cfg.optimizer.optimizer
     if args.momentum is not None:
@@ -353,6 +355,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.RunConfig:
         if name != "momentum":
             raise ConfigError("--momentum-form needs --optimizer momentum")
         opt_args["form"] = args.momentum_form
-    cfg.optimizer.args.update(opt_args)
+    if opt_args:
+        cfg.optimizer.args = {**cfg.optimizer.args, **opt_args}
     cfg.validate()
     return cfg

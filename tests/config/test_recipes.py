@@ -142,3 +142,15 @@ def test_mnist1d_recipes_reach_the_published_accuracy(tmp_path, model, at_least)
     cfg = _cfg("mnist1d", model)
     cfg.out = str(tmp_path / model)
     assert train(cfg, progress=False)["test_accuracy"] >= at_least
+
+
+def test_schedule_and_optimizer_arguments_from_flags_win_over_the_recipe():
+    from optlab import cli
+    from optlab.cli._flags import config_from_args
+
+    argv = ["train", "--model", "gpt", "--dataset", "pystdlib", "--steps", "20"]
+    argv += ["--schedule-arg", "warmup_steps=2", "--opt-arg", "b2=0.95"]
+    cfg, sources = resolve_recipe(config_from_args(cli.parser().parse_args(argv)))
+    assert cfg.optimizer.schedule_args == {"warmup_steps": 2}  # given: the recipe's yields
+    assert cfg.optimizer.args == {"b2": 0.95}
+    assert sources["optimizer.schedule_args"] == sources["optimizer.args"] == "given"
