@@ -33,6 +33,25 @@ hardware:
     as the column-parallel estimate assumes: a kernel whose input arrives split on its
     contracting dimension is computed row-parallel (Megatron's column/row pairing).
 
+(a') The same for the GPT (``--model gpt``: by default 2 layers, 8 heads, width 128, block
+    64, the byte vocabulary, global batch 16, on a small generated text corpus), on the
+    strategies' usual meshes (tp: data=1,model=8; dp+tp: data=4,model=2), against the theory
+    for a transformer. N = parameters, so P = 4N bytes in float32; B·T·d the activations
+    of one residual stream (global batch B, block T, width d), A = 4·B·T·d bytes; L blocks:
+
+    - dp: one all-reduce of the gradients, P (logical bytes; a ring all-reduce sends
+      2·(n−1)/n·P per device, n = devices);
+    - fsdp: all-gather of the params in the forward pass and again in the backward pass,
+      and a reduce-scatter of the gradients: 3P (2P if XLA keeps the forward gathers);
+    - tp (Megatron-LM, Shoeybi et al. 2019, §3): per block 2 all-reduces of the (B, T, d)
+      activations forward (after the row-parallel attention ``out`` and ``mlp_out``) and 2
+      backward (the gradients at the column-parallel q/k/v and ``mlp_in`` inputs): 4·L·A,
+      plus the vocabulary-parallel token table: its lookup is all-reduced forward and,
+      tied as the head, the gradient of the final activations backward (2·A); the
+      cross-entropy over vocabulary-split logits adds a few (B, T) reductions;
+    - dp+tp: tp's (4·L + 2)·A at the per-device batch B/data over ``model``, plus an
+      all-reduce over ``data`` of each device's parameter shard's gradients (P_shard).
+
 (b) Step time of dp(8) on 8 simulated devices against one device running the same global
     batch: the two compiled steps alternate in windows, the order switching every round,
     and the medians and the median of the per-round ratios are printed. On a 2-core CPU
@@ -45,6 +64,7 @@ is to be used: ``--no-simulate``):
 
     .venv/bin/python benchmarks/parallel_overhead.py           # ~30 s on 2 CPU cores
     .venv/bin/python benchmarks/parallel_overhead.py --quick   # ~15 s
+    .venv/bin/python benchmarks/parallel_overhead.py --model gpt --quick   # ~40 s, (a') only
 """
 
 from __future__ import annotations
@@ -133,6 +153,90 @@ def make_cfg(args, mesh: str | None, strategy: str) -> config_lib.RunConfig:
     return cfg
 
 
+def make_gpt_cfg(args, mesh: str | None, strategy: str) -> config_lib.RunConfig:
+    """The GPT on a small generated corpus (``--dataset text``; its tokens cached in a
+    temporary ``OPTLAB_CACHE`` unless one is set)."""
+    folder = tempfile.mkdtemp()
+    corpus = os.path.join(folder, "corpus")
+    os.makedirs(corpus)
+    for i in range(24):
+        with open(os.path.join(corpus, f"mod_{i}.py"), "w", encoding="utf-8") as f:
+            f.write("".join(f"def f{i}_{j}(x):\n    return x * {j} + {i}\n\n" for j in range(60)))
+    os.environ.setdefault("OPTLAB_CACHE", os.path.join(folder, "cache"))
+    cfg = config_lib.RunConfig(out=os.path.join(folder, "run"))
+    cfg.data.dataset, cfg.data.data_dir, cfg.data.batch_size = "text", corpus, args.batch_size
+    cfg.model.model = "gpt"
+    cfg.model.options = {
+        "n_layer": args.n_layer, "n_head": args.n_head, "d_model": args.d_model,
+        "block_size": args.block_size, "dropout": 0.0,
+    }  # fmt: skip
+    cfg.train.steps, cfg.train.mesh, cfg.train.strategy = 10_000, mesh, strategy
+    return cfg
+
+
+class GPTBench:
+    """The GPT's compiled trainer step under one strategy (its own token batches)."""
+
+    def __init__(self, args, mesh: str | None, strategy: str):
+        self.setup = build_setup(make_gpt_cfg(args, mesh, strategy))
+        self.mesh = self.setup.mesh
+        self.state = self.setup.init_state()
+        self.batch = _put_batch(self.setup.next_batch(), self.setup.batch_sharding, 1)
+        self.compiled = self.setup.train_step.lower(self.state, self.batch).compile()
+
+    def hlo(self) -> str:
+        return self.compiled.as_text()
+
+
+def gpt_theory(name: str, bench: GPTBench, args) -> tuple[int, str]:
+    """The transformer's theoretical bytes per step (the module docstring, (a'))."""
+    params = jax.tree.leaves(bench.state.params)
+    p_bytes = sum(x.size * x.dtype.itemsize for x in params)
+    shard = sum(x.addressable_shards[0].data.nbytes for x in params)
+    data = bench.mesh.shape.get("data", 1)
+    acts = 4 * args.batch_size * args.block_size * args.d_model  # A, float32
+    if name == "dp":
+        return p_bytes, "grads all-reduce = P"
+    if name == "fsdp":
+        return 3 * p_bytes, "gather fwd + gather bwd + reduce-scatter = 3P"
+    if name == "tp":
+        return (4 * args.n_layer + 2) * acts, "(4L+2)·A"
+    return (4 * args.n_layer + 2) * acts // data + shard, "(4L+2)·A/data + P_shard"
+
+
+def gpt_main(args) -> None:
+    """(a') for the GPT: each strategy's measured bytes against the transformer theory."""
+    size = f"{args.n_layer} layers × {args.n_head} heads × {args.d_model}, block {args.block_size}"
+    print(f"GPT {size}, vocabulary 256 (tied), global batch {args.batch_size}, AdamW")
+    cases = {
+        "dp": ("data=8", "dp"),
+        "fsdp": ("data=8", "fsdp"),
+        "tp": ("data=1,model=8", "tp"),
+        "dp+tp": ("data=4,model=2", "dp+tp"),
+    }
+    print("\n(a') bytes communicated per step, from the compiled program's collectives")
+    print(f"{'strategy':<9}{'mesh':<16}{'all-red':>10}{'all-gath':>10}{'red-scat':>10}"
+          f"{'other':>9}{'measured':>11}{'theory':>11}{'ratio':>7}  theory is")  # fmt: skip
+    for name, (mesh, strategy) in cases.items():
+        bench = GPTBench(args, mesh, strategy)
+        got = collective_bytes(bench.hlo())
+        total, (want, how) = sum(got.values()), gpt_theory(name, bench, args)
+        other = got["all-to-all"] + got["collective-permute"]
+        if args.show_hlo:
+            for line in bench.hlo().splitlines():
+                if _OP.search(line):
+                    print(f"    {line.strip()[:160]}")
+        print(
+            f"{name:<9}{mesh_str(bench.mesh):<16}{fmt(got['all-reduce']):>10}"
+            f"{fmt(got['all-gather']):>10}{fmt(got['reduce-scatter']):>10}{fmt(other):>9}"
+            f"{fmt(total):>11}{fmt(want):>11}{total / want:>7.2f}  {how}"
+        )
+        params = jax.tree.leaves(bench.state.params)
+    n = sum(x.size for x in params)
+    acts = 4 * args.batch_size * args.block_size * args.d_model
+    print(f"N = {n:,} parameters, P = {fmt(4 * n)}; A = 4·B·T·d = {fmt(acts)}")
+
+
 class Bench:
     """A strategy's compiled trainer step, its state and a device batch."""
 
@@ -196,20 +300,29 @@ def fmt(n: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (~15 s)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--model", choices=("mlp", "gpt"), default="mlp")
+    parser.add_argument("--batch-size", type=int, default=None, help="256 (MLP), 16 (GPT)")
+    parser.add_argument("--n-layer", type=int, default=2, help="the GPT's blocks")
+    parser.add_argument("--n-head", type=int, default=8, help="the GPT's heads")
+    parser.add_argument("--d-model", type=int, default=128, help="the GPT's width")
+    parser.add_argument("--block-size", type=int, default=64, help="the GPT's block")
     parser.add_argument("--widths", type=int, nargs="+", default=[512, 512])
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15)")
     parser.add_argument("--window", type=int, default=None, help="steps per window (20)")
     parser.add_argument("--no-simulate", action="store_true", help="use the real devices")
     parser.add_argument("--show-hlo", action="store_true", help="print each collective op")
     args = parser.parse_args()
+    args.batch_size = args.batch_size or (16 if args.model == "gpt" else 256)
     rounds = args.rounds or (6 if args.quick else 15)
     window = args.window or (10 if args.quick else 20)
     n = jax.device_count()
-    print(f"{n} {jax.default_backend()} devices; MLP 64-{'-'.join(map(str, args.widths))}-10 "
-          f"on digits, global batch {args.batch_size}, Adam")  # fmt: skip
     if n < 8:
         sys.exit("needs 8 devices: run as a script (it sets XLA_FLAGS) or on 8 accelerators")
+    if args.model == "gpt":
+        print(f"{n} {jax.default_backend()} devices")
+        return gpt_main(args)
+    print(f"{n} {jax.default_backend()} devices; MLP 64-{'-'.join(map(str, args.widths))}-10 "
+          f"on digits, global batch {args.batch_size}, Adam")  # fmt: skip
 
     cases = {
         "dp": ("data=8", "dp"),

@@ -160,6 +160,10 @@ def test_bpe_run_killed_and_resumed_reuses_its_tokenizer(
     result = loop.run(_cfg(flags, tmp_path), progress=False)
     assert snapshot(tmp_path / "tokenizer") == tokenizer  # reused, not retrained or rewritten
     _assert_same_as_reference(result, bpe_reference, tmp_path)
+    from optlab.train.generate import generate
+
+    text = generate(tmp_path, "def ", max_tokens=12, seed=0)  # decoded by the run's own BPE
+    assert text.startswith("def ") and text == generate(bpe_reference.out, "def ", max_tokens=12)
 
     # the finished folder resumed with another vocabulary, or the byte tokenizer: refused
     before = snapshot(tmp_path)
