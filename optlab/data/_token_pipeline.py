@@ -258,13 +258,20 @@ class TokenBatchIterator(Iterator[dict[str, np.ndarray]]):
 def eval_windows(
     tokens: Any, block_size: int, max_windows: int | None = None, *, split: str = "val"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Consecutive non-overlapping windows for evaluation: ``x[i] = tokens[iT:(i+1)T]``,
-    ``y[i] = tokens[iT+1:(i+1)T+1]`` (int32 ``(m, T)``), for the first
-    ``m = min(max_windows, (n - 1) // T)`` windows. Deterministic; ConfigError when the split
-    is shorter than ``block_size + 1`` tokens."""
+    """Non-overlapping windows for evaluation, spread evenly over the whole split.
+
+    The split holds ``M = (n - 1) // T`` aligned windows ``x = tokens[jT:(j+1)T]``,
+    ``y = tokens[jT+1:(j+1)T+1]``; this returns ``m = min(max_windows, M)`` of them, every
+    ``k``-th (``j = i·k``, ``k = M // m``), as int32 ``(m, T)``: all of them when
+    ``max_windows`` is None or at least ``M``. Spread, not the first ``m``: a split is
+    documents joined in file order, and its first windows would be one file (the stdlib's
+    test split opens with ``_sysconfigdata``, a table of compiler flags, and its first
+    8,192 bytes cost twice the bits of the split as a whole). Deterministic; ConfigError
+    when the split is shorter than ``block_size + 1`` tokens."""
     _check_int("block_size", block_size, 1)
     n = len(tokens)
-    m = (n - 1) // block_size if n else 0
+    total = (n - 1) // block_size if n else 0
+    m = total
     if max_windows is not None:
         _check_int("max_windows", max_windows, 1)
         m = min(m, max_windows)
@@ -273,10 +280,10 @@ def eval_windows(
             f"block_size={block_size} needs {block_size + 1} tokens per window but the "
             f"{split!r} split has {n}; use a smaller --model-arg block_size or a larger corpus."
         )
-    span = np.asarray(tokens[: m * block_size + 1], np.int32)
-    x = span[:-1].reshape(m, block_size)
-    y = span[1:].reshape(m, block_size)
-    return x, y
+    starts = np.arange(m, dtype=np.int64) * (total // m) * block_size
+    rows = starts[:, None] + np.arange(block_size + 1)  # each window and its last target
+    span = np.asarray(tokens[rows.reshape(-1)], np.int32).reshape(m, block_size + 1)
+    return span[:, :-1], span[:, 1:]
 
 
 def _check_int(name: str, value: Any, least: int) -> None:

@@ -34,9 +34,10 @@ from optlab.errors import ConfigError
 TOKEN_DATASETS = ("pystdlib", "text", "tokens")
 DEFAULT_BLOCK_SIZE = 64
 DEFAULT_BPE_VOCAB = 1024
-EVAL_WINDOWS = 128
-"""Windows of ``block_size`` tokens each evaluation reads per split (the first ones, in
-order): 8,192 tokens at block 64; a stable estimate at a fixed cost."""
+EVAL_WINDOWS = 256
+"""Windows of ``block_size`` tokens each evaluation reads per split, spread evenly over the
+split (``eval_windows``): 16,384 tokens at block 64, from every part of the corpus, at a
+fixed cost; a split with fewer windows is read whole."""
 TOKENIZER_FOLDER = "tokenizer"
 
 
@@ -187,8 +188,8 @@ def train_iterator(data: TokenData, *, batch_size: int, seed: int, process_index
 
 
 def eval_arrays(data: TokenData, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``EVAL_WINDOWS`` consecutive windows of ``split`` (none when the split is
-    empty; a ``ConfigError`` when it is shorter than one window)."""
+    """``EVAL_WINDOWS`` windows spread evenly over ``split`` (none when the split is empty; a
+    ``ConfigError`` when it is shorter than one window)."""
     tokens = data.tokens(split)
     if len(tokens) == 0:
         empty = np.zeros((0, data.block_size), np.int32)

@@ -109,15 +109,22 @@ def test_segment_ids_count_eods_before_each_position():
     assert b["segment_ids"].dtype == np.int32
 
 
-def test_eval_windows_are_consecutive_and_deterministic(tokens):
-    x, y = eval_windows(tokens, T, 10)
-    assert x.shape == y.shape == (10, T) and x.dtype == np.int32
+def test_eval_windows_are_spread_over_the_split_and_deterministic(tokens):
     ref = np.asarray(tokens, np.int32)
-    for i in range(10):
-        np.testing.assert_array_equal(x[i], ref[i * T : (i + 1) * T])
-        np.testing.assert_array_equal(y[i], ref[i * T + 1 : (i + 1) * T + 1])
-    assert eval_windows(tokens, T)[0].shape == ((len(tokens) - 1) // T, T)
-    np.testing.assert_array_equal(eval_windows(tokens, T, 10)[0], x)
+    total = (len(tokens) - 1) // T
+    x, y = eval_windows(tokens, T)  # no cap: every aligned window, in order
+    assert x.shape == y.shape == (total, T) and x.dtype == np.int32
+    for j in range(total):
+        np.testing.assert_array_equal(x[j], ref[j * T : (j + 1) * T])
+        np.testing.assert_array_equal(y[j], ref[j * T + 1 : (j + 1) * T + 1])
+    x10, y10 = eval_windows(tokens, T, 10)  # every k-th of them, k = total // 10
+    k = total // 10
+    assert x10.shape == (10, T) and k >= 2  # the fixture is long enough to spread
+    np.testing.assert_array_equal(x10, x[::k][:10])
+    np.testing.assert_array_equal(y10, y[::k][:10])
+    assert (9 * k + 1) * T > (len(tokens) - 1) // 2  # the last window lies past the middle
+    np.testing.assert_array_equal(eval_windows(tokens, T, 10)[0], x10)
+    np.testing.assert_array_equal(eval_windows(tokens, T, total + 5)[0], x)  # capped at all
 
 
 @pytest.mark.parametrize(
