@@ -161,6 +161,9 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
     other_optimizer = sources["optimizer.optimizer"] == GIVEN and out.optimizer.optimizer != (
         recipe.values.get("optimizer.optimizer", out.optimizer.optimizer)
     )
+    other_schedule = sources["optimizer.schedule"] == GIVEN and out.optimizer.schedule != (
+        recipe.values.get("optimizer.schedule", out.optimizer.schedule)
+    )  # the recipe's schedule_args (a warm-up, a floor) are its own schedule's
     for key, value in recipe.values.items():
         parts = key.split(".")
         section = getattr(out, parts[0])
@@ -172,6 +175,8 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, dict[str, str]]:
         if sources[key] == GIVEN or (key in _LENGTH and length_given):
             continue
         if key == _OPTIMIZER_ARGS and other_optimizer:
+            continue
+        if key == "optimizer.schedule_args" and other_schedule:
             continue
         section.set_default(parts[1], copy.deepcopy(value))
         sources[key] = label

@@ -69,6 +69,13 @@ class TokenData:
         text = json.dumps(self.splits.meta, sort_keys=True)
         return "tokens:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
+    @property
+    def source(self) -> dict:
+        """Where the tokens came from (``meta.json``'s ``source``): for ``pystdlib`` the
+        Python version, the file count and the file list's digest; summary.json records it
+        beside the numbers, which are comparable only between runs whose sources match."""
+        return dict(self.splits.meta.get("source") or {})
+
     def bytes_per_token(self, split: str) -> float:
         stats = self.splits.meta["splits"][split]
         return float(stats.get("bytes", stats["tokens"])) / max(int(stats["tokens"]), 1)

@@ -302,6 +302,7 @@ def _train(cfg, setup, out, is_writer, identity, progress, log, checkpointer) ->
         "skipped_steps": int(jax.device_get(state.skipped)),
         "wall_seconds": r.wall_seconds(),
         **_throughput_summary(r),
+        **({"corpus": source} if (source := getattr(setup.dataset, "source", None)) else {}),
         "devices": jax.device_count(),
         "mesh": {k: int(v) for k, v in setup.mesh.shape.items()},
     }

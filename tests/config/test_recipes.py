@@ -87,6 +87,15 @@ def test_a_run_shorter_than_the_recipes_warm_up_is_refused_with_the_fix():
     given = _cfg("pystdlib", "gpt", train__steps=20)
     given.optimizer.schedule_args = {"warmup_steps": 2, "alpha": 0.1}  # the fix it names
     assert resolve_recipe(given)[0].optimizer.schedule_args["warmup_steps"] == 2
+    # another schedule given (the other fix it names): the recipe's warm-up is not passed to
+    # it, so the short run is not refused; the recipe's own schedule named again keeps it
+    cfg, sources = resolve_recipe(
+        _cfg("pystdlib", "gpt", train__steps=20, optimizer__schedule="constant")
+    )
+    assert cfg.optimizer.schedule_args == {} and sources["optimizer.schedule_args"] == "default"
+    assert cfg.optimizer.clip_norm == 1.0 and cfg.optimizer.learning_rate == 1e-3
+    with pytest.raises(ConfigError, match=r"^--steps 20: the recipe pystdlib/gpt warms up"):
+        resolve_recipe(_cfg("pystdlib", "gpt", train__steps=20, optimizer__schedule="cosine_decay"))
 
 
 def test_resolving_leaves_the_callers_config_alone():

@@ -350,6 +350,8 @@ def test_summary_of_a_tiny_gpt_run(cache, gpt_run):
         want = summary[f"{split}_loss"] / math.log(2) / bytes_per_token
         assert summary[f"{split}_bits_per_byte"] == pytest.approx(want, rel=1e-9), split
         assert summary[f"{split}_perplexity"] == pytest.approx(math.exp(summary[f"{split}_loss"]))
+    # the summary names the corpus its numbers are of: the prepared folder's source
+    assert summary["corpus"] == meta["source"] and meta["source"]["name"] == "folder"
     # the run folder keeps the tokenizer that made its tokens
     assert snapshot(gpt_run / "tokenizer") == snapshot(meta_files[0].parent / "tokenizer")
 
