@@ -102,7 +102,7 @@ class Torch:
         self.batches = [
             (torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in batches
         ]
-        self.i = 0
+        self.i, self.losses = 0, []
 
     def count(self) -> int:
         return sum(p.numel() for p in self.params)
@@ -120,9 +120,13 @@ class Torch:
             loss.backward()
             self.torch.nn.utils.clip_grad_norm_(self.params, self.adamw.clip)
             self.opt.step()
-        elapsed = time.perf_counter() - start
-        self.loss = loss.item()
-        return elapsed
+            self.losses.append(loss.detach())
+        return time.perf_counter() - start
+
+    @property
+    def loss(self) -> float:
+        """The mean train loss over every step so far (as optlab logs its train_loss)."""
+        return float(self.torch.stack(self.losses).mean())
 
 
 def torch_matmul(n: int = 1024, repeats: int = 5) -> float:
