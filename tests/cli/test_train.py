@@ -40,7 +40,10 @@ def test_a_run_to_its_end_prints_no_early_stop(tmp_path, capsys):
     assert "stopped early" not in captured.out and WARNING not in captured.err
 
 
-@pytest.mark.parametrize(("precision", "dtype"), [("bf16", "bfloat16"), ("fp16", "float16")])
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [("bf16", "bfloat16"), pytest.param("fp16", "float16", marks=pytest.mark.slow)],
+)
 def test_half_precision_on_a_cpu_warns_once(tmp_path, capsys, precision, dtype):
     assert main(["train", *TINY, "--out", str(tmp_path), "--steps", "2",
                  "--precision", precision]) == 0  # fmt: skip

@@ -118,7 +118,12 @@ def test_activation_formula_split_by_tensor_parallelism_by_hand():
 
 @pytest.mark.parametrize(
     "axis, size",
-    [("model", 2), ("model", 4), ("data", 2), ("data", 4)],
+    [
+        ("model", 2),
+        pytest.param("model", 4, marks=pytest.mark.slow),
+        ("data", 2),
+        pytest.param("data", 4, marks=pytest.mark.slow),
+    ],
     ids=["tp2", "tp4", "dp2", "dp4"],
 )
 def test_activation_split_against_the_sharded_compiled_program(axis, size):

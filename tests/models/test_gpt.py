@@ -1,6 +1,7 @@
 """The GPT: known answers at init, causality, segment masking, init statistics, remat, bf16,
 tensor-parallel specs and option errors. Tiny sizes (d=32, 2 layers, V=64, block 16)."""
 
+import functools
 import math
 
 import jax
@@ -21,8 +22,16 @@ def model_of(**kw):
     return create_model("gpt", num_classes=V, input_shape=(T,), **opts)
 
 
+# Jitted: one compiled program a model instead of one per operation (eager flax compiles each
+# primitive it meets; these tests' numbers are the same either way).
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def init(model, seed=0):
     return model.init(jax.random.key(seed), jnp.zeros((1, T), jnp.int32))["params"]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "train"))
+def apply(model, params, x, *, train=False, segment_ids=None, rngs=None):
+    return model.apply({"params": params}, x, train=train, segment_ids=segment_ids, rngs=rngs)
 
 
 def tokens(seed, shape=(4, T)):
@@ -30,7 +39,7 @@ def tokens(seed, shape=(4, T)):
 
 
 def loss(model, params, x, **kw):
-    logits = model.apply({"params": params}, x[:, :-1], **kw)
+    logits = apply(model, params, x[:, :-1], **kw)
     logp = jax.nn.log_softmax(logits)
     return -jnp.mean(jnp.take_along_axis(logp, x[:, 1:, None], axis=-1))
 
@@ -41,7 +50,7 @@ def test_logits_shape_dtype_and_initial_loss_is_log_v():
     model = GPT(vocab_size=256, block_size=T, n_layer=L, n_head=H, d_model=D)
     params = init(model)
     x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, T + 1)), jnp.int32)
-    logits = model.apply({"params": params}, x[:, :-1])
+    logits = apply(model, params, x[:, :-1])
     assert logits.shape == (8, T, 256) and logits.dtype == jnp.float32
     assert abs(float(loss(model, params, x)) - math.log(256)) < 0.1
 
@@ -53,8 +62,8 @@ def test_causality_later_tokens_do_not_change_earlier_logits(pos):
     x = tokens(1)
     for t in (0, 7, T - 2):
         y = x.at[:, t + 1 :].set(tokens(2)[:, t + 1 :])
-        a = model.apply({"params": params}, x)
-        b = model.apply({"params": params}, y)
+        a = apply(model, params, x)
+        b = apply(model, params, y)
         np.testing.assert_allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-6)
         assert not np.allclose(a[:, t + 1 :], b[:, t + 1 :], atol=1e-3)  # the change matters
 
@@ -65,13 +74,13 @@ def test_segment_mask_blocks_other_documents():
     x = tokens(3)
     seg = jnp.asarray(np.repeat([[0] * 6 + [1] * 10], 4, axis=0), jnp.int32)
     y = x.at[:, :6].set(tokens(4)[:, :6])  # change document 0 only
-    a = model.apply({"params": params}, x, segment_ids=seg)
-    b = model.apply({"params": params}, y, segment_ids=seg)
+    a = apply(model, params, x, segment_ids=seg)
+    b = apply(model, params, y, segment_ids=seg)
     np.testing.assert_allclose(a[:, 6:], b[:, 6:], atol=1e-6)  # document 1 unaffected
     # without the mask, document 1 does see document 0
     plain = model_of()
-    c = plain.apply({"params": params}, x, segment_ids=seg)
-    d = plain.apply({"params": params}, y, segment_ids=seg)
+    c = apply(plain, params, x, segment_ids=seg)
+    d = apply(plain, params, y, segment_ids=seg)
     assert not np.allclose(c[:, 6:], d[:, 6:], atol=1e-3)
 
 
@@ -110,9 +119,9 @@ def test_dropout_is_random_in_training_and_off_at_evaluation():
     model = model_of(dropout=0.2)
     params = init(model)
     x = tokens(6)
-    e1, e2 = (model.apply({"params": params}, x) for _ in range(2))
+    e1, e2 = (apply(model, params, x) for _ in range(2))
     np.testing.assert_array_equal(e1, e2)
-    t1 = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(1)})
+    t1 = apply(model, params, x, train=True, rngs={"dropout": jax.random.key(1)})
     assert not np.allclose(t1, e1, atol=1e-3)
 
 

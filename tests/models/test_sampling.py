@@ -27,7 +27,7 @@ _apply = jax.jit(lambda model, variables, x: model.apply(variables, x), static_a
 @pytest.fixture(scope="module", params=["learned", "rope"])
 def trained(request):
     model = GPT(vocab_size=V, block_size=T, n_layer=2, n_head=4, d_model=32, pos=request.param)
-    params = model.init(jax.random.key(0), jnp.zeros((1, T), jnp.int32))["params"]
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, T), jnp.int32))["params"]
     # larger logits than at init, so that greedy choices are not near-ties
     params = jax.tree.map(lambda x: x * 3.0 if x.ndim >= 2 else x, params)
     return model, params
@@ -78,7 +78,7 @@ def test_past_block_size_the_window_is_cropped(trained):
 
 def test_prefill_and_step_compile_once_per_shape():
     model = GPT(vocab_size=V, block_size=T, n_layer=1, n_head=2, d_model=16)
-    params = model.init(jax.random.key(1), jnp.zeros((1, T), jnp.int32))["params"]
+    params = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, T), jnp.int32))["params"]
     before = (_sampling.prefill._cache_size(), _sampling.step._cache_size())
     for prompt, n in (([1], 5), ([1, 2, 3, 4, 5, 6], 20), ([9] * T, 3)):  # lengths vary
         sample(model, params, np.array(prompt), max_tokens=n, temperature=0.5, seed=n)

@@ -119,6 +119,7 @@ def test_remat_is_in_the_program_handed_to_xla():
     assert texts[True].count("dot_general") == 18
 
 
+@pytest.mark.slow  # the GPT's remat equivalence (tests/models/test_gpt.py) runs in the quick tier
 def test_transformer_blocks_rematerialized_with_the_same_paths_and_numbers():
     model = create_model("transformer", num_classes=10, input_shape=(8, 8, 1), depth=2)
     x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))

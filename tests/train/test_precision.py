@@ -12,7 +12,7 @@ from optlab.cli._flags import config_from_args
 from optlab.train import StepSpec, create_state, make_train_step, run
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])
 def test_half_precision_runs_keep_float32_weights(tmp_path, precision):
     args = cli.parser().parse_args(
         ["train", "--out", str(tmp_path), "--epochs", "6", "--precision", precision,

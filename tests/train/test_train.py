@@ -21,7 +21,7 @@ def _cfg(out, *extra):
 
 
 def test_end_to_end_artifacts(tmp_path, capsys):
-    assert cli.main(["train", *TINY, "--out", str(tmp_path), "--epochs", "3", "--profile"]) == 0
+    assert cli.main(["train", *TINY, "--out", str(tmp_path), "--epochs", "3"]) == 0
     assert "test_accuracy" in capsys.readouterr().out
     for name in ("config.json", "metrics.jsonl", "summary.json", "loss.png", "accuracy.png"):
         assert (tmp_path / name).exists(), name
@@ -37,8 +37,14 @@ def test_end_to_end_artifacts(tmp_path, capsys):
     assert set(train[0]["layer_grad_norms"]) == {"Dense_0", "Dense_1"}
     assert all(r["learning_rate"] == pytest.approx(1e-3) for r in train)
     assert (tmp_path / "checkpoints").is_dir()
-    assert list((tmp_path / "profile").rglob("*.xplane.pb"))  # --profile wrote a trace
+    assert not (tmp_path / "profile").exists()  # no trace unless asked
     assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["optimizer"] == "adam"
+
+
+@pytest.mark.slow  # the profiler's first start takes seconds
+def test_profile_writes_a_trace(tmp_path):
+    assert cli.main(["train", *TINY, "--out", str(tmp_path), "--steps", "12", "--profile"]) == 0
+    assert list((tmp_path / "profile").rglob("*.xplane.pb"))
 
 
 def test_gradient_accumulation_equals_the_large_batch(tmp_path):
